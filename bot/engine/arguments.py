@@ -1,0 +1,139 @@
+"""Command-line parsing: shell-like splitting and typed options for every command."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.durations import parse_duration
+from bot.errors import UsageError
+
+# Slack's clients turn straight quotes into typographic ones; they group words all the same.
+_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+
+
+def split_arguments(text: str) -> list[str]:
+    try:
+        return shlex.split(text.translate(_QUOTES))
+    except ValueError:
+        raise UsageError("The command has an unclosed quote.", hint="Close it, or remove it.") from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"`{text}` is not a whole number of 1 or more.")
+    return int(text)
+
+
+def _whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"`{text}` is not a whole number of 0 or more.")
+    return int(text)
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise UsageError(f"`{text}` is not a valid regular expression ({error}).") from None
+
+
+KINDS: dict[str, Callable[[str], Any]] = {
+    "text": str,
+    "count": _positive_int,
+    "number": _whole_number,
+    "duration": parse_duration,
+    "regex": _regex,
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A `--name VALUE` option, or a `--name` switch when `kind` is "flag"."""
+
+    name: str
+    kind: str
+    help: str
+    default: Any = None
+    metavar: str = "VALUE"
+
+    @property
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+    @property
+    def usage(self) -> str:
+        return f"[{self.name}]" if self.kind == "flag" else f"[{self.name} {self.metavar}]"
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A positional argument."""
+
+    name: str
+    kind: str
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.name.lower().replace("-", "_")
+
+
+DRY_RUN = Option("--dry-run", "flag", "show the plan and preview, change nothing")
+
+
+def parse_options(
+    tokens: Sequence[str],
+    *,
+    arguments: Sequence[Argument],
+    options: Sequence[Option],
+    usage: str,
+) -> dict[str, Any]:
+    """Turn the tokens after the command words into a dict keyed by each option's dest."""
+    known = {option.name: option for option in (*options, DRY_RUN)}
+    values: dict[str, Any] = {option.dest: (False if option.kind == "flag" else option.default) for option in known.values()}
+    positionals: list[str] = []
+
+    remaining = list(tokens)
+    while remaining:
+        token = remaining.pop(0)
+        if not token.startswith("--") or token == "--":
+            positionals.append(token)
+            continue
+
+        name, has_value, inline_value = token.partition("=")
+        option = known.get(name)
+        if option is None:
+            raise UsageError(f"Unknown option `{name}`.", hint=f"Usage: `{usage}`")
+        if option.kind == "flag":
+            if has_value:
+                raise UsageError(f"`{name}` takes no value.", hint=f"Usage: `{usage}`")
+            values[option.dest] = True
+            continue
+
+        if has_value:
+            raw = inline_value
+        elif remaining:
+            raw = remaining.pop(0)
+        else:
+            raise UsageError(f"`{name}` needs a value.", hint=f"Usage: `{usage}`")
+        try:
+            values[option.dest] = KINDS[option.kind](raw)
+        except UsageError as error:
+            raise UsageError(f"{name}: {error.message}", hint=error.hint or f"Usage: `{usage}`") from None
+
+    if len(positionals) > len(arguments):
+        extra = positionals[len(arguments)]
+        raise UsageError(f"Unexpected argument `{extra}`.", hint=f"Usage: `{usage}`")
+    if len(positionals) < len(arguments):
+        missing = arguments[len(positionals)]
+        raise UsageError(f"Missing {missing.name}: {missing.help}.", hint=f"Usage: `{usage}`")
+    for argument, raw in zip(arguments, positionals, strict=True):
+        try:
+            values[argument.dest] = KINDS[argument.kind](raw)
+        except UsageError as error:
+            raise UsageError(f"{argument.name}: {error.message}", hint=f"Usage: `{usage}`") from None
+    return values

@@ -1,0 +1,39 @@
+"""What a step receives: its run, the parsed arguments, the targets and a way to report progress."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.engine.procedure import StepResult
+from bot.engine.run import Run, StepRecord
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.targets import Targets
+
+
+class StepSkipped(Exception):
+    """Raised by a step that cannot run (for example its target is not configured)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class StepContext:
+    run: Run
+    step: StepRecord
+    args: Mapping[str, Any]
+    targets: Targets
+    settings: Settings
+    log: logging.LoggerAdapter[logging.Logger]
+    results: Mapping[str, StepResult]
+    report_progress: Callable[[str], Awaitable[None]]
+
+    async def progress(self, summary: str) -> None:
+        """Show `summary` on the running step in the run card (updates are coalesced)."""
+        await self.report_progress(summary)

@@ -1,0 +1,88 @@
+"""Assembly: builds the store, targets, engine and Bolt app from the settings, and closes them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from bot.config import Settings
+from bot.engine.catalog import Catalog
+from bot.engine.runner import Engine
+from bot.observability.metrics import BotMetrics
+from bot.slack.app import BotIdentity, build_app, identify
+from bot.slack.publisher import SlackRunView
+from bot.store import open_store_for
+from bot.store.base import Store
+from bot.targets import HTTP_TIMEOUT_SECONDS, Targets
+from procedures import build_catalog
+
+logger = logging.getLogger(__name__)
+
+SLACK_RATE_LIMIT_RETRIES = 3
+
+
+def build_slack_client(settings: Settings) -> AsyncWebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    return AsyncWebClient(
+        token=token,
+        base_url=settings.slack_api_base_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=SLACK_RATE_LIMIT_RETRIES)],
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: BotMetrics
+    client: AsyncWebClient
+    identity: BotIdentity
+    store: Store
+    targets: Targets
+    engine: Engine
+    catalog: Catalog
+    app: AsyncApp
+
+    @classmethod
+    async def create(cls, settings: Settings, *, target_timeout: float = HTTP_TIMEOUT_SECONDS) -> Runtime:
+        if not settings.viewers:
+            logger.warning("VIEWERS is empty: every workspace member may run read-only commands")
+
+        metrics = BotMetrics()
+        client = build_slack_client(settings)
+        identity = await identify(client)
+
+        store = open_store_for(settings.bot_state_url)
+        await store.open()
+        targets = Targets.from_settings(settings, timeout=target_timeout)
+        view = SlackRunView(client, metrics=metrics, incident_channel=settings.incident_channel)
+        engine = Engine(store=store, view=view, targets=targets, settings=settings, metrics=metrics)
+        catalog = build_catalog()
+
+        signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+        app = build_app(client=client, signing_secret=signing_secret, identity=identity)
+        handlers.register(app, engine=engine, catalog=catalog, metrics=metrics)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            client=client,
+            identity=identity,
+            store=store,
+            targets=targets,
+            engine=engine,
+            catalog=catalog,
+            app=app,
+        )
+
+    async def close(self) -> None:
+        await self.engine.shutdown()
+        await self.targets.close()
+        await self.store.close()
+        session = getattr(self.client, "session", None)
+        if session is not None:
+            await session.close()
+        logger.info("Stopped")

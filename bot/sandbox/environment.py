@@ -1,0 +1,140 @@
+"""The local sandbox: the Slack simulator, fakes of every target, and the real bot between them.
+
+The console (`meridian-bot shell`) and the tests start it; no production module imports it.
+Everything listens on 127.0.0.1 on ports the OS picks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bot.config import Settings
+from bot.modes import start_http, start_socket
+from bot.runtime import Runtime
+from bot.sandbox.fakes.ethereum_rpc import FakeEthereumRpc
+from bot.sandbox.fakes.frontend import FakeFrontend
+from bot.sandbox.fakes.meridian_api import FakeMeridianApi
+from bot.sandbox.slack.driver import SlackDriver
+from bot.sandbox.slack.web_api import FakeSlack
+
+logger = logging.getLogger(__name__)
+
+SIGNING_SECRET = "sandbox-signing-secret"
+METRICS_TOKEN = "sandbox-metrics-token"
+OPS_CHANNEL = "C0OPS"
+INCIDENT_CHANNEL = "C0INCIDENT"
+
+
+@dataclass(frozen=True)
+class SandboxUsers:
+    """The people of the sandbox workspace: it starts with the operator acting."""
+
+    operator: str = "U0OPERATOR"
+    approver: str = "U0APPROVER1"
+    second_approver: str = "U0APPROVER2"
+    admin: str = "U0ADMIN"
+    viewer: str = "U0VIEWER"
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {
+            "operator": self.operator,
+            "approver": self.approver,
+            "approver2": self.second_approver,
+            "admin": self.admin,
+            "viewer": self.viewer,
+        }
+
+
+@dataclass
+class Sandbox:
+    """Start with `await sandbox.start()`, stop with `await sandbox.stop()`."""
+
+    database_url: str | None = None
+    state_url: str = "sqlite:///:memory:"
+    via: Literal["http", "socket"] = "http"
+    target_timeout: float = 5.0
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+    users: SandboxUsers = field(default_factory=SandboxUsers)
+
+    slack: FakeSlack = field(init=False)
+    api: FakeMeridianApi = field(init=False)
+    frontend: FakeFrontend = field(init=False)
+    rpc: FakeEthereumRpc = field(init=False)
+    backup_rpc: FakeEthereumRpc = field(init=False)
+    runtime: Runtime = field(init=False)
+    driver: SlackDriver = field(init=False)
+    settings: Settings = field(init=False)
+
+    async def start(self) -> None:
+        self.slack = FakeSlack()
+        self.api = FakeMeridianApi(metrics_token=METRICS_TOKEN)
+        self.frontend = FakeFrontend()
+        self.rpc = FakeEthereumRpc()
+        self.backup_rpc = FakeEthereumRpc(start_block=19_000_000)
+        self._started: list[Any] = []
+        for server in (self.slack, self.api, self.frontend, self.rpc, self.backup_rpc):
+            await server.start()
+            self._started.append(server)
+
+        for role, user_id in self.users.names.items():
+            self.slack.add_user(user_id, role, real_name=role.capitalize())
+
+        values: dict[str, Any] = {
+            "slack_bot_token": self.slack.bot_token,
+            "slack_signing_secret": SIGNING_SECRET,
+            "slack_app_token": self.slack.app_token,
+            "slack_api_url": self.slack.base_url,
+            "meridian_api_url": self.api.base_url,
+            "meridian_frontend_url": self.frontend.base_url,
+            "metrics_token": METRICS_TOKEN,
+            "database_url": self.database_url,
+            "ethereum_rpc_url": self.rpc.base_url,
+            "ethereum_backup_rpc_url": self.backup_rpc.base_url,
+            "bot_state_url": self.state_url,
+            "incident_channel": INCIDENT_CHANNEL,
+            "operators": [self.users.operator],
+            "approvers": [self.users.approver, self.users.second_approver],
+            "admins": [self.users.admin],
+            "pagerduty_events_url": self.slack.base_url.replace("/api/", "/pagerduty"),
+        }
+        values.update(self.settings_overrides)
+        # Explicit values win over the environment, so a developer's .env cannot leak in.
+        self.settings = Settings(_env_file=None, **values)
+
+        self.runtime = await Runtime.create(self.settings, target_timeout=self.target_timeout)
+        if self.via == "socket":
+            self._socket_handler = await start_socket(self.runtime)
+            await self.slack.wait_for_socket_client()
+            self.driver = SlackDriver(self.slack, signing_secret=SIGNING_SECRET)
+        else:
+            self._http_runner, port = await start_http(self.runtime, host="127.0.0.1", port=0)
+            self.driver = SlackDriver(
+                self.slack,
+                signing_secret=SIGNING_SECRET,
+                events_url=f"http://127.0.0.1:{port}/slack/events",
+            )
+        logger.info("Sandbox started (%s mode)", self.via)
+
+    @property
+    def events_url(self) -> str:
+        return self.driver._events_url or ""
+
+    async def stop(self) -> None:
+        if hasattr(self, "_socket_handler"):
+            await self._socket_handler.close_async()
+        if hasattr(self, "_http_runner"):
+            await self._http_runner.cleanup()
+        if hasattr(self, "runtime"):
+            await self.runtime.close()
+        for server in reversed(self._started):
+            await server.stop()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

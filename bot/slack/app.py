@@ -1,0 +1,52 @@
+"""The Bolt app: the AsyncApp with the bot's listeners, authorized without I/O on the ack path."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """Who the bot is in the workspace, learned once at start-up through auth.test."""
+
+    team_id: str
+    user_id: str
+    bot_id: str | None
+
+
+async def identify(client: AsyncWebClient) -> BotIdentity:
+    response = await client.auth_test()
+    identity = BotIdentity(team_id=response["team_id"], user_id=response["user_id"], bot_id=response.get("bot_id"))
+    logger.info("Connected to Slack workspace %s as %s", identity.team_id, identity.user_id)
+    return identity
+
+
+def build_app(*, client: AsyncWebClient, signing_secret: str | None, identity: BotIdentity) -> AsyncApp:
+    """Build the AsyncApp; listeners are added by `handlers.register`."""
+
+    async def authorize(**_: object) -> AuthorizeResult:
+        # Bolt's default authorization calls auth.test on the first request, before the ack;
+        # the identity learned at start-up makes that call unnecessary.
+        return AuthorizeResult(
+            enterprise_id=None,
+            team_id=identity.team_id,
+            bot_user_id=identity.user_id,
+            bot_id=identity.bot_id,
+            bot_token=client.token,
+        )
+
+    return AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        authorize=authorize,
+        request_verification_enabled=signing_secret is not None,
+        process_before_response=False,
+        logger=logging.getLogger("slack_bolt.meridian"),
+    )

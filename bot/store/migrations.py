@@ -1,0 +1,48 @@
+"""Schema migrations, applied in order and recorded in schema_migrations.
+
+The statements are plain SQL that SQLite and PostgreSQL both accept.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "runs, audit log and delivery ids",
+        (
+            """
+            CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                procedure TEXT NOT NULL,
+                state TEXT NOT NULL,
+                requester TEXT NOT NULL,
+                channel_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                data TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX runs_state ON runs (state, created_at)",
+            """
+            CREATE TABLE audit (
+                id TEXT PRIMARY KEY,
+                at TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                run_id TEXT,
+                procedure TEXT,
+                channel_id TEXT,
+                outcome TEXT,
+                detail TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX audit_at ON audit (at)",
+            """
+            CREATE TABLE deliveries (
+                key TEXT PRIMARY KEY,
+                at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
+)

@@ -1,0 +1,13 @@
+"""One module per runbook area; `build_catalog` gathers their commands."""
+
+from __future__ import annotations
+
+from bot.engine.catalog import Catalog
+from procedures import health
+
+
+def build_catalog() -> Catalog:
+    catalog = Catalog()
+    for command in (*health.COMMANDS,):
+        catalog.add(command)
+    return catalog

@@ -1,0 +1,19 @@
+"""Shared fixtures: the sandbox (Slack simulator, target fakes, the real bot) and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.sandbox.environment import Sandbox
+
+# The PostgreSQL server of the development machines and CI (trust authentication).
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(database_url=POSTGRES_URL, target_timeout=1.0) as running:
+        yield running
