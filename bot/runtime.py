@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 SLACK_RATE_LIMIT_RETRIES = 3
 
 
-def build_slack_client(settings: Settings) -> AsyncWebClient:
-    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+def build_slack_client(settings: Settings, *, with_token: bool = True) -> AsyncWebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token and with_token else None
     return AsyncWebClient(
         token=token,
         base_url=settings.slack_api_base_url,
@@ -64,7 +64,13 @@ class Runtime:
         catalog = build_catalog()
 
         signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-        app = build_app(client=client, signing_secret=signing_secret, identity=identity)
+        # Bolt gets a client without a token: `authorize` supplies the token for each request.
+        app = build_app(
+            client=build_slack_client(settings, with_token=False),
+            bot_token=client.token,
+            signing_secret=signing_secret,
+            identity=identity,
+        )
         handlers.register(app, engine=engine, catalog=catalog, metrics=metrics)
         return cls(
             settings=settings,

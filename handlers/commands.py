@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 def register(app: AsyncApp, *, engine: Engine, catalog: Catalog, metrics: BotMetrics) -> None:
     @app.command(SLASH_COMMAND)
     async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        with engine.busy():
+            await _handle(ack, body, respond)
+
+    async def _handle(ack: Any, body: dict[str, Any], respond: Any) -> None:
         context.correlation_id.set(context.new_correlation_id())
         text = body.get("text", "")
         user_id, channel_id = body.get("user_id", ""), body.get("channel_id", "")

@@ -17,3 +17,25 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 async def sandbox() -> AsyncIterator[Sandbox]:
     async with Sandbox(database_url=POSTGRES_URL, target_timeout=1.0) as running:
         yield running
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: bound, read and released."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+async def unreachable_database_sandbox() -> AsyncIterator[Sandbox]:
+    url = f"postgresql://meridian:canary-password@127.0.0.1:{closed_port()}/meridian"
+    async with Sandbox(database_url=url, target_timeout=1.0) as running:
+        yield running
+
+
+@pytest.fixture
+async def no_database_sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(database_url=None, target_timeout=1.0) as running:
+        yield running

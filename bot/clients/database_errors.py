@@ -80,7 +80,7 @@ def translate_database_error(
             return TargetRejected(
                 TARGET,
                 f"The database connection URL {redacted_dsn} is invalid.",
-                hint="Correct the URL; the expected form is postgresql://user:password@host:5432/db.",
+                hint="Correct it to the form postgresql://user:password@host:5432/database.",
             )
     return None
 

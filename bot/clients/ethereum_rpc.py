@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
@@ -24,6 +23,7 @@ from bot.clients.http_request import (
     raise_for_error_status,
     read_json_object,
     send_request,
+    url_secrets,
 )
 from bot.errors import TargetError, TargetRejected, TargetResponseInvalid, TargetUnavailable
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # JSON-RPC error codes after which the same request may succeed later: internal error
 # (JSON-RPC 2.0), resource unavailable and limit exceeded (EIP-1474). The other codes
-# say that the request itself is wrong or unsupported.
+# mean that the request itself is wrong or unsupported.
 RETRYABLE_ERROR_CODES = frozenset({-32603, -32002, -32005})
 
 ERROR_CODE_NAMES = {
@@ -48,10 +48,6 @@ ERROR_CODE_NAMES = {
     -32005: "limit exceeded",
     -32006: "JSON-RPC version not supported",
 }
-
-# Path segments and query values at least this long are treated as possible API keys
-# and replaced in excerpts of the endpoint's answers.
-_MIN_SECRET_CHARS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +93,7 @@ class EthereumRpcClient:
             target=f"ethereum-rpc:{name}",
             display_name=f"the {name} Ethereum RPC endpoint",
         )
-        self._url_secrets = _possible_secrets(url)
+        self._url_secrets = url_secrets(url)
 
     def __repr__(self) -> str:
         return f"EthereumRpcClient(name={self._name!r})"
@@ -109,12 +105,12 @@ class EthereumRpcClient:
     async def block_number(self) -> int:
         """Return the number of the most recent block (eth_blockNumber)."""
         result = await self.call("eth_blockNumber")
-        return self._quantity(result, what="eth_blockNumber result")
+        return self._quantity(result, field="eth_blockNumber result")
 
     async def chain_id(self) -> int:
         """Return the chain id (eth_chainId)."""
         result = await self.call("eth_chainId")
-        return self._quantity(result, what="eth_chainId result")
+        return self._quantity(result, field="eth_chainId result")
 
     async def latest_block(self) -> BlockInfo:
         """Return the number and timestamp of the latest block (eth_getBlockByNumber)."""
@@ -124,8 +120,8 @@ class EthereumRpcClient:
                 f"eth_getBlockByNumber returned {self._describe(result)}, not a block"
             )
 
-        number = self._quantity(result.get("number"), what="block number")
-        seconds = self._quantity(result.get("timestamp"), what="block timestamp")
+        number = self._quantity(result.get("number"), field="block number")
+        seconds = self._quantity(result.get("timestamp"), field="block timestamp")
         return BlockInfo(number=number, timestamp=datetime.fromtimestamp(seconds, tz=UTC))
 
     async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
@@ -133,7 +129,7 @@ class EthereumRpcClient:
 
         A JSON-RPC error raises TargetUnavailable for the codes in RETRYABLE_ERROR_CODES and
         TargetRejected for the others. HTTP 429 and 5xx raise TargetUnavailable, 401/403
-        raise TargetRejected, and an answer that is not a JSON-RPC response raises
+        raise TargetRejected, and a body that is not a JSON-RPC response raises
         TargetResponseInvalid.
         """
         request_id = next(self._request_ids)
@@ -155,7 +151,7 @@ class EthereumRpcClient:
             response = read_json_object(reply)
         except ValueError as exc:
             raise_for_error_status(reply, label=self._label)
-            raise self._invalid(f"{method} returned an invalid answer ({exc})", reply) from exc
+            raise self._invalid(f"{method} returned an invalid response ({exc})", reply) from exc
 
         error = response.get("error")
         if error is not None:
@@ -163,7 +159,7 @@ class EthereumRpcClient:
         raise_for_error_status(reply, label=self._label)
 
         if response.get("id") != request_id:
-            raise self._invalid(f"{method} returned an answer for another request id", reply)
+            raise self._invalid(f"{method} returned a response with another request id", reply)
         if "result" not in response:
             raise self._invalid(f"{method} returned neither a result nor an error", reply)
         return response["result"]
@@ -187,14 +183,14 @@ class EthereumRpcClient:
             )
         return TargetRejected(self._label.target, message)
 
-    def _quantity(self, value: Any, *, what: str) -> int:
+    def _quantity(self, value: Any, *, field: str) -> int:
         """Decode a JSON-RPC quantity: a hex string with a 0x prefix."""
         if not isinstance(value, str) or not value.startswith("0x"):
-            raise self._invalid(f"the {what} is {self._describe(value)}, not a hex quantity")
+            raise self._invalid(f"the {field} is {self._describe(value)}, not a hex quantity")
         try:
             return int(value, 16)
         except ValueError as exc:
-            raise self._invalid(f"the {what} is not a hex quantity") from exc
+            raise self._invalid(f"the {field} is not a hex quantity") from exc
 
     def _describe(self, value: Any) -> str:
         if isinstance(value, str):
@@ -206,15 +202,4 @@ class EthereumRpcClient:
         if reply is not None:
             message += f' Body: "{excerpt(reply.body, secrets=self._url_secrets)}"'
         return TargetResponseInvalid(self._label.target, message)
-
-
-def _possible_secrets(url: str) -> list[str]:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    candidates = [url, parts.password or ""]
-    candidates += parts.path.split("/")
-    candidates += [value for _, value in parse_qsl(parts.query)]
-    return [candidate for candidate in candidates if len(candidate) >= _MIN_SECRET_CHARS]
 

@@ -62,8 +62,8 @@ class FrontendClient:
     async def health(self) -> FrontendHealth:
         """Fetch `/api/health`.
 
-        A 5xx answer that still carries a JSON status is a result; without one it raises
-        TargetUnavailable. An unreadable 2xx body raises TargetResponseInvalid.
+        A 5xx response that still contains a JSON status is a result, and one without it
+        raises TargetUnavailable. An unreadable 2xx body raises TargetResponseInvalid.
         """
         reply = await send_request(
             self._session,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -22,6 +24,9 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 
+# Path segments and query values at least this long are treated as possible API keys.
+_MIN_SECRET_CHARS = 8
+
 
 @dataclass(frozen=True, slots=True)
 class HttpReply:
@@ -35,10 +40,26 @@ class HttpReply:
 
 @dataclass(frozen=True, slots=True)
 class TargetLabel:
-    """How errors name a target: its id in `TargetError.target` and its name in sentences."""
+    """A target's id for `TargetError.target` and its name for use in sentences."""
 
     target: str
     display_name: str
+
+
+def url_secrets(url: str) -> list[str]:
+    """Return the parts of a URL that may be credentials, to scrub from any text.
+
+    These are the whole URL, its password, and path segments and query values of at least
+    eight characters, where providers put API keys.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    candidates = [url, parts.password or ""]
+    candidates += parts.path.split("/")
+    candidates += [value for _, value in parse_qsl(parts.query)]
+    return [candidate for candidate in candidates if len(candidate) >= _MIN_SECRET_CHARS]
 
 
 def display_url(url: str) -> str:
@@ -67,7 +88,8 @@ async def send_request(
 
     Raises TargetTimeout, TargetUnavailable (connection failed or dropped), TargetRejected
     (invalid URL) or TargetResponseInvalid (body over MAX_BODY_BYTES). The HTTP status is
-    not checked here. Messages never contain the URL, because it may carry an API key.
+    not checked here. Messages never contain the URL, because it may carry an API key, and
+    the aiohttp error is chained only when its text does not contain the URL either.
     """
     started = time.perf_counter()
     try:
@@ -91,7 +113,7 @@ async def send_request(
             label.target,
             f"{_capitalize(label.display_name)} did not respond within {timeout:g} seconds.",
             hint="Check that it is running and not overloaded, then retry.",
-        ) from exc
+        ) from _chainable_cause(exc, url)
     except aiohttp.InvalidURL:
         # The exception text contains the URL, so it is not chained.
         raise TargetRejected(
@@ -104,13 +126,13 @@ async def send_request(
             label.target,
             f"Could not connect to {label.display_name}: {_describe_connect_failure(exc)}.",
             hint="Check that the service is running and reachable from the bot, then retry.",
-        ) from exc
+        ) from _chainable_cause(exc, url)
     except aiohttp.ClientError as exc:
         raise TargetUnavailable(
             label.target,
             f"The connection to {label.display_name} failed before a complete response arrived.",
             hint="Retry; if it keeps failing, check the service's logs.",
-        ) from exc
+        ) from _chainable_cause(exc, url)
 
     logger.debug(
         "%s %s returned HTTP %d in %.3f s",
@@ -207,9 +229,23 @@ async def _read_body(response: aiohttp.ClientResponse, *, label: TargetLabel) ->
     return b"".join(chunks)
 
 
+def _chainable_cause(exc: BaseException, url: str) -> BaseException | None:
+    """Return `exc` for `raise ... from`, or None when its traceback text contains the URL.
+
+    aiohttp 3.14 puts the full URL into ConnectionTimeoutError and InvalidURL, and a chained
+    cause ends up in every logged traceback.
+    """
+    text = "".join(traceback.format_exception(exc))
+    if any(secret in text for secret in url_secrets(url)):
+        return None
+    return exc
+
+
 def _describe_connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "its host name could not be resolved"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed (check the certificate)"
     if isinstance(exc.os_error, ConnectionRefusedError):
         return "the connection was refused"
     return "the host is unreachable"

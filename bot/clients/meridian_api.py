@@ -178,7 +178,7 @@ def _optional_field(payload: dict[str, Any], name: str, kind: type[_T]) -> _T | 
     if value is None:
         return None
     # bool is a subclass of int, but `true` is not a count.
-    kind_matches = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not kind_matches:
+    is_boolean_for_count = kind is int and isinstance(value, bool)
+    if not isinstance(value, kind) or is_boolean_for_count:
         raise ValueError(f"{name} is a JSON {json_type_name(value)}")
     return value

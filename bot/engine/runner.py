@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from bot.engine.audit import AuditEntry
@@ -47,6 +49,7 @@ class Engine:
         self.settings = settings
         self.metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -80,6 +83,24 @@ class Engine:
         """Wait until no run is executing (runs waiting for approval do not count)."""
         await self._idle.wait()
 
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count a request being handled as work, so `wait_idle` also waits for it.
+
+        A handler enters this before it acks; the run it starts is spawned only after the ack.
+        """
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self._update_idle()
+
+    def _update_idle(self) -> None:
+        if not self._tasks and not self._busy:
+            self._idle.set()
+
     async def shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -92,8 +113,7 @@ class Engine:
 
         def forget(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
-            if not self._tasks:
-                self._idle.set()
+            self._update_idle()
 
         task.add_done_callback(forget)
 

@@ -16,7 +16,9 @@ from bot.runtime import Runtime
 from bot.sandbox.fakes.ethereum_rpc import FakeEthereumRpc
 from bot.sandbox.fakes.frontend import FakeFrontend
 from bot.sandbox.fakes.meridian_api import FakeMeridianApi
-from bot.sandbox.slack.driver import SlackDriver
+from bot.sandbox.slack.driver import Delivery, SlackDriver
+from bot.sandbox.slack.records import Message
+from bot.sandbox.text_render import message_text, mrkdwn_to_text
 from bot.sandbox.slack.web_api import FakeSlack
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,31 @@ class SandboxUsers:
         }
 
 
+@dataclass(frozen=True)
+class CommandOutcome:
+    delivery: Delivery
+    cards: list[Message]
+    new_messages: list[Message]
+
+    @property
+    def card(self) -> Message:
+        if len(self.cards) != 1:
+            raise AssertionError(f"expected one run card, found {len(self.cards)}")
+        return self.cards[0]
+
+    @property
+    def card_text(self) -> str:
+        return message_text(self.card)
+
+    @property
+    def reply_text(self) -> str:
+        """The ephemeral text the bot put in its ack (usage errors, help), as a reader sees it."""
+        body = self.delivery.json() if self.delivery.body else None
+        if self.delivery.ack is not None and self.delivery.ack.payload:
+            body = self.delivery.ack.payload
+        return mrkdwn_to_text(body.get("text", "")) if isinstance(body, dict) else ""
+
+
 @dataclass
 class Sandbox:
     """Start with `await sandbox.start()`, stop with `await sandbox.stop()`."""
@@ -56,6 +83,7 @@ class Sandbox:
     state_url: str = "sqlite:///:memory:"
     via: Literal["http", "socket"] = "http"
     target_timeout: float = 5.0
+    use_fake_targets: bool = True
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     users: SandboxUsers = field(default_factory=SandboxUsers)
 
@@ -75,7 +103,10 @@ class Sandbox:
         self.rpc = FakeEthereumRpc()
         self.backup_rpc = FakeEthereumRpc(start_block=19_000_000)
         self._started: list[Any] = []
-        for server in (self.slack, self.api, self.frontend, self.rpc, self.backup_rpc):
+        servers = [self.slack]
+        if self.use_fake_targets:
+            servers += [self.api, self.frontend, self.rpc, self.backup_rpc]
+        for server in servers:
             await server.start()
             self._started.append(server)
 
@@ -87,19 +118,23 @@ class Sandbox:
             "slack_signing_secret": SIGNING_SECRET,
             "slack_app_token": self.slack.app_token,
             "slack_api_url": self.slack.base_url,
-            "meridian_api_url": self.api.base_url,
-            "meridian_frontend_url": self.frontend.base_url,
-            "metrics_token": METRICS_TOKEN,
             "database_url": self.database_url,
-            "ethereum_rpc_url": self.rpc.base_url,
-            "ethereum_backup_rpc_url": self.backup_rpc.base_url,
             "bot_state_url": self.state_url,
             "incident_channel": INCIDENT_CHANNEL,
+            "viewers": [self.users.viewer],
             "operators": [self.users.operator],
             "approvers": [self.users.approver, self.users.second_approver],
             "admins": [self.users.admin],
             "pagerduty_events_url": self.slack.base_url.replace("/api/", "/pagerduty"),
         }
+        if self.use_fake_targets:
+            values.update(
+                meridian_api_url=self.api.base_url,
+                meridian_frontend_url=self.frontend.base_url,
+                metrics_token=METRICS_TOKEN,
+                ethereum_rpc_url=self.rpc.base_url,
+                ethereum_backup_rpc_url=self.backup_rpc.base_url,
+            )
         values.update(self.settings_overrides)
         # Explicit values win over the environment, so a developer's .env cannot leak in.
         self.settings = Settings(_env_file=None, **values)
@@ -118,11 +153,25 @@ class Sandbox:
             )
         logger.info("Sandbox started (%s mode)", self.via)
 
-    @property
-    def events_url(self) -> str:
-        return self.driver._events_url or ""
+    async def command(
+        self,
+        text: str,
+        *,
+        user: str | None = None,
+        channel: str = OPS_CHANNEL,
+        via: Literal["http", "socket"] | None = None,
+    ) -> CommandOutcome:
+        """Send `/meridian text` and wait until the bot has finished handling it and its run."""
+        before = {message.ts for message in self.slack.messages_in(channel)}
+        delivery = await self.driver.command(text, user_id=user or self.users.operator, channel_id=channel, via=via)
+        await self.runtime.engine.wait_idle()
+        new = [message for message in self.slack.messages_in(channel) if message.ts not in before]
+        cards = [message for message in new if message.thread_ts is None and not message.is_ephemeral]
+        return CommandOutcome(delivery=delivery, cards=cards, new_messages=new)
 
     async def stop(self) -> None:
+        if hasattr(self, "slack"):
+            self.slack.release()
         if hasattr(self, "_socket_handler"):
             await self._socket_handler.close_async()
         if hasattr(self, "_http_runner"):

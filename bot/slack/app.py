@@ -28,7 +28,13 @@ async def identify(client: AsyncWebClient) -> BotIdentity:
     return identity
 
 
-def build_app(*, client: AsyncWebClient, signing_secret: str | None, identity: BotIdentity) -> AsyncApp:
+def build_app(
+    *,
+    client: AsyncWebClient,
+    bot_token: str | None,
+    signing_secret: str | None,
+    identity: BotIdentity,
+) -> AsyncApp:
     """Build the AsyncApp; listeners are added by `handlers.register`."""
 
     async def authorize(**_: object) -> AuthorizeResult:
@@ -39,7 +45,7 @@ def build_app(*, client: AsyncWebClient, signing_secret: str | None, identity: B
             team_id=identity.team_id,
             bot_user_id=identity.user_id,
             bot_id=identity.bot_id,
-            bot_token=client.token,
+            bot_token=bot_token,
         )
 
     return AsyncApp(

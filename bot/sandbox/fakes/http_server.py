@@ -40,7 +40,8 @@ class FakeHttpServer:
 
     Every subclass supports "healthy", "down" (the port stops listening, so connections
     are refused) and "slow" (each request waits `slow_delay` seconds before the healthy
-    answer, or gets HTTP 503 as soon as the server stops). Subclasses add their routes and further modes.
+    response, or gets HTTP 503 as soon as the server stops). Subclasses add their routes and
+    further modes.
     The port stays the same across "down" and back, so clients need no new URL.
     """
 
@@ -100,7 +101,9 @@ class FakeHttpServer:
         self._check_mode(mode)
         previous, self._mode = self._mode, mode
         self._on_mode_change(previous, mode)
-        logger.info("The %s on port %s switched from %s to %s", self.name, self._port, previous, mode)
+        logger.info(
+            "The %s on port %s switched from %s to %s", self.name, self._port, previous, mode
+        )
         if not self._started:
             return
         if mode == "down" and previous != "down":
@@ -113,7 +116,10 @@ class FakeHttpServer:
         return [request for request in self.requests if request.path == path]
 
     async def wait_for_requests(self, count: int, *, timeout: float = 5.0) -> None:
-        """Wait until at least `count` requests have been recorded; raise TimeoutError after `timeout` seconds."""
+        """Wait until at least `count` requests are recorded, at most `timeout` seconds.
+
+        Raises TimeoutError when fewer arrive in time.
+        """
         async with asyncio.timeout(timeout), self._request_recorded:
             await self._request_recorded.wait_for(lambda: len(self.requests) >= count)
 

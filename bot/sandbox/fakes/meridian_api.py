@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS_TOKEN = "sandbox-metrics-token"
 
-# The body of the API's unhealthy answer, as the runbook shows it.
+# The `error` of the API's unhealthy health report.
 DATABASE_FAILURE = "database connection failed"
 
 ERROR_PAGE = (
@@ -39,7 +39,7 @@ class FakeMeridianApi(FakeHttpServer):
     - "garbage": HTTP 200 with a body that is not JSON;
     - "rate_limited": HTTP 429 with Retry-After and x-ratelimit-remaining 0.
 
-    Every answer carries x-ratelimit-limit, x-ratelimit-remaining and x-ratelimit-reset.
+    Every response carries x-ratelimit-limit, x-ratelimit-remaining and x-ratelimit-reset.
     The remaining count falls by one per request and never refills by itself; call
     `reset_rate_limit`. x-ratelimit-reset is the window's length in seconds, a fixed value.
     """

@@ -37,19 +37,19 @@ class Delivery:
     payload: dict[str, Any]
     """Slash command fields or interaction payload as sent, so a test can send it again."""
     status: int | None
-    """HTTP status of the app's answer, or None for Socket Mode."""
+    """HTTP status of the app's response, or None for Socket Mode."""
     body: str
     """Response body over HTTP, or the ack payload as JSON over Socket Mode (empty when it had none)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     elapsed: float = 0.0
-    """Seconds until the app answered, or until the ack timeout when it did not."""
+    """Seconds until the app responded, or until the ack timed out."""
     envelope_id: str | None = None
     retry_attempt: int = 0
     ack: Ack | None = None
 
     @property
     def acknowledged(self) -> bool:
-        """Whether the app answered in time: HTTP 200, or an ack over Socket Mode."""
+        """Whether the app acknowledged in time: HTTP 200, or an ack over Socket Mode."""
         if self.via == "socket":
             return self.ack is not None
         return self.status == 200

@@ -58,8 +58,8 @@ class Uploads:
         uploads: list[tuple[PendingUpload, str]] = []
         for item in requested:
             upload = self.pending.get(str(item.get("id")))
-            # NOTE: Slack's exact error for a file id whose bytes never arrived is not documented here;
-            # the fake answers file_not_found for it as for an unknown id.
+            # NOTE: the fake returns file_not_found both for an unknown id and for one whose bytes never
+            # arrived. Slack's error for the second case is not confirmed.
             if upload is None or upload.content is None:
                 raise ApiError("file_not_found")
             uploads.append((upload, str(item.get("title") or upload.filename)))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 MessageSource = Literal["chat.postMessage", "chat.postEphemeral", "response_url", "user"]
-"""How a message entered the channel; `user` marks a message a test posted as a person."""
+"""Origin of a message: the Web API method, a response_url, or `user` for a message a test posted as a person."""
 
 Block = dict[str, Any]
 
@@ -22,7 +22,7 @@ class MessageVersion:
 
 @dataclass(frozen=True)
 class Message:
-    """A message as the fake holds it now; an update stores a new record with one more version."""
+    """Current state of a stored message. An update stores a new record with one more version."""
 
     channel: str
     ts: str
@@ -32,7 +32,7 @@ class Message:
     source: MessageSource
     thread_ts: str | None = None
     visible_to: str | None = None
-    """User id that alone sees this ephemeral message, or None when everyone in the channel does."""
+    """Id of the only user who can see this ephemeral message, or None for a message visible to the channel."""
     response_url_id: str | None = None
     """Id of the response_url that posted this message, or None when a Web API method did."""
     versions: tuple[MessageVersion, ...] = ()
@@ -54,8 +54,6 @@ class Message:
         }
         if self.thread_ts is not None:
             body["thread_ts"] = self.thread_ts
-        if self.versions:
-            body["edited"] = {"user": self.user, "ts": self.ts}
         return body
 
 
@@ -78,18 +76,18 @@ class UploadedFile:
 
 @dataclass(frozen=True)
 class Call:
-    """One request the fake answered, in arrival order."""
+    """One request the fake responded to, in arrival order."""
 
     method: str
     """Web API method name, or `response_url` and `file_upload` for those two endpoints."""
     params: dict[str, Any]
     """Request parameters without the token."""
     at: float
-    """`time.monotonic()` when the answer was ready."""
+    """`time.monotonic()` when the response was ready."""
     ok: bool
     error: str | None
     status: int
-    """HTTP status of the answer."""
+    """HTTP status of the response."""
 
 
 @dataclass(frozen=True)
@@ -99,4 +97,4 @@ class Ack:
     envelope_id: str
     payload: dict[str, Any] | None
     elapsed: float | None
-    """Seconds from sending the envelope to receiving the ack, or None for an ack nobody waited for."""
+    """Seconds from sending the envelope to receiving the ack, or None for a late ack that no sender was waiting for."""

@@ -1,4 +1,4 @@
-"""How a fake Web API method reports an error: raise `ApiError`, and the server answers `ok: false`."""
+"""Error type of the fake Web API methods. A method raises `ApiError` and the server responds with `ok: false`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class ApiError(Exception):
         super().__init__(error)
         self.error = error
         self.status = status
-        """HTTP status of the answer; Web API methods use 200 for errors too, as Slack does."""
+        """HTTP status of the response. Web API methods use 200 for errors too, as Slack does."""
         self.extra = extra
 
     def to_body(self) -> dict[str, Any]:

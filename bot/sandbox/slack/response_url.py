@@ -22,7 +22,7 @@ LIFETIME_SECONDS = 30 * 60
 
 @dataclass
 class Hook:
-    """One response_url: who it answers, which message it replaces, and how often it was used."""
+    """One response_url: the requesting user and channel, the message it replaces, and its use count."""
 
     id: str
     channel: str
@@ -58,7 +58,7 @@ class ResponseUrls:
         return f"{self._workspace.root_url}/hooks/{hook_id}"
 
     def expire(self, url: str) -> None:
-        """Make a response_url answer as if its 30 minutes had passed."""
+        """Mark a response_url as expired, as if its 30 minutes had passed."""
         self.hooks[url.rstrip("/").rsplit("/", 1)[-1]].expired = True
 
     def post(self, hook_id: str, body: dict[str, Any]) -> dict[str, Any]:

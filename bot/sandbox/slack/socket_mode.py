@@ -1,8 +1,8 @@
 """Fake Socket Mode: apps.connections.open and the WebSocket that carries envelopes and acks.
 
-Message shapes follow slack_sdk 3.48's aiohttp `SocketModeClient`: the server greets with a
-`hello` message, answers WebSocket pings with pongs (aiohttp does this by itself), and may send a
-`disconnect` message, after which the client opens a new connection through apps.connections.open.
+Message shapes follow slack_sdk 3.48's aiohttp `SocketModeClient`. The server greets each connection
+with a `hello` message and responds to WebSocket pings with pongs (aiohttp does this by itself). It may
+send a `disconnect` message, and the client then opens a new connection through apps.connections.open.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class SocketModeServer:
         return any(not connection.closed for connection in self._connections)
 
     def open_connection(self, workspace: Workspace, params: Params) -> dict[str, Any]:
-        """Answer apps.connections.open with a single-use WebSocket URL on this server."""
+        """Return a single-use WebSocket URL on this server, as apps.connections.open does."""
         ticket = secrets.token_hex(8)
         self._tickets.add(ticket)
         ws_root = workspace.root_url.replace("http://", "ws://", 1)

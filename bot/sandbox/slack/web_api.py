@@ -64,6 +64,9 @@ class FakeSlack:
         self._observers: list[Observer] = []
         self._changed = asyncio.Event()
         self._failures = FailurePlan()
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self.held: list[str] = []
 
         self.workspace = Workspace(
             team_id=team_id,
@@ -94,7 +97,7 @@ class FakeSlack:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("FakeSlack is already running.")
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._gate_middleware])
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/hooks/{hook_id}", self._handle_hook)
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
@@ -123,6 +126,24 @@ class FakeSlack:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def hold(self) -> None:
+        """Hold every HTTP request (Web API, response_url, uploads) unanswered until `release()`.
+
+        Each held request is listed in `held` when it arrives; Socket Mode keeps flowing.
+        """
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    @web.middleware
+    async def _gate_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self._gate.is_set() and not request.path.startswith("/socket-mode/"):
+            self.held.append(request.path)
+            self._notify_change()
+            await self._gate.wait()
+        return await handler(request)
 
     @property
     def base_url(self) -> str:
@@ -173,6 +194,7 @@ class FakeSlack:
         return message
 
     def messages_in(self, channel: str) -> list[Message]:
+        """Return the channel's messages in post order, deleted ones included (see `Message.deleted`)."""
         return self.workspace.messages.in_channel(channel)
 
     def thread(self, channel: str, ts: str) -> list[Message]:
@@ -240,16 +262,16 @@ class FakeSlack:
     # Failure injection
 
     def fail(self, method: str, error: str = "internal_error", *, times: int = 1) -> None:
-        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
+        """Respond to the next `times` calls of `method` with `{"ok": false, "error": error}`."""
         self._failures.add(method, InjectedFailure(kind="error", error=error), times=times)
 
     def rate_limit(self, method: str, retry_after: int = 1, *, times: int = 1) -> None:
-        """Answer the next `times` calls of `method` with HTTP 429 and `Retry-After: retry_after` seconds."""
+        """Respond to the next `times` calls of `method` with HTTP 429 and `Retry-After: retry_after` seconds."""
         failure = InjectedFailure(kind="rate_limit", error="ratelimited", status=429, retry_after=retry_after)
         self._failures.add(method, failure, times=times)
 
     def http_error(self, method: str, status: int = 500, *, times: int = 1) -> None:
-        """Answer the next `times` calls of `method` with an HTML error page and HTTP `status`."""
+        """Respond to the next `times` calls of `method` with an HTML error page and HTTP `status`."""
         self._failures.add(method, InjectedFailure(kind="http_error", status=status), times=times)
 
     # Socket Mode
@@ -293,23 +315,23 @@ class FakeSlack:
         try:
             params = await _read_params(request)
         except ApiError as error:
-            return self._answer(method, {}, error.to_body())
+            return self._respond(method, {}, error.to_body())
         token = _bearer_token(request) or params.pop("token", None)
 
         if method not in self.routes:
-            return self._answer(method, params, {"ok": False, "error": "unknown_method"})
+            return self._respond(method, params, {"ok": False, "error": "unknown_method"})
         auth_error = self._auth_error(method, token)
         if auth_error is not None:
-            return self._answer(method, params, {"ok": False, "error": auth_error})
+            return self._respond(method, params, {"ok": False, "error": auth_error})
         failure = self._failures.take(method)
         if failure is not None:
-            return self._answer_failure(method, params, failure)
+            return self._respond_with_failure(method, params, failure)
 
         try:
             body = {"ok": True, **self.routes[method](self.workspace, params)}
         except ApiError as error:
             body = error.to_body()
-        return self._answer(method, params, body)
+        return self._respond(method, params, body)
 
     async def _handle_hook(self, request: web.Request) -> web.StreamResponse:
         hook_id = request.match_info["hook_id"]
@@ -319,16 +341,16 @@ class FakeSlack:
             body = None
         params = {"hook_id": hook_id, **body} if isinstance(body, dict) else {"hook_id": hook_id}
         if not isinstance(body, dict):
-            return self._answer("response_url", params, {"ok": False, "error": "invalid_payload"}, status=400)
+            return self._respond("response_url", params, {"ok": False, "error": "invalid_payload"}, status=400)
 
         failure = self._failures.take("response_url")
         if failure is not None:
-            return self._answer_failure("response_url", params, failure)
+            return self._respond_with_failure("response_url", params, failure)
         try:
             self.response_urls.post(hook_id, body)
         except ApiError as error:
-            return self._answer("response_url", params, error.to_body(), status=error.status)
-        return self._answer("response_url", params, {"ok": True})
+            return self._respond("response_url", params, error.to_body(), status=error.status)
+        return self._respond("response_url", params, {"ok": True})
 
     async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
@@ -360,18 +382,18 @@ class FakeSlack:
             return "not_allowed_token_type"
         return "invalid_auth"
 
-    def _answer(self, method: str, params: Params, body: dict[str, Any], *, status: int = 200) -> web.Response:
+    def _respond(self, method: str, params: Params, body: dict[str, Any], *, status: int = 200) -> web.Response:
         self._record(method, params, ok=bool(body.get("ok")), error=body.get("error"), status=status)
         return web.json_response(body, status=status)
 
-    def _answer_failure(self, method: str, params: Params, failure: InjectedFailure) -> web.Response:
+    def _respond_with_failure(self, method: str, params: Params, failure: InjectedFailure) -> web.Response:
         logger.info("Injected %s failure for %s (status %d)", failure.kind, method, failure.status)
         if failure.kind == "http_error":
             self._record(method, params, ok=False, error=f"http_{failure.status}", status=failure.status)
             page = f"<html><body><h1>{failure.status}</h1><p>Injected HTTP error.</p></body></html>"
             return web.Response(status=failure.status, text=page, content_type="text/html")
 
-        response = self._answer(method, params, {"ok": False, "error": failure.error}, status=failure.status)
+        response = self._respond(method, params, {"ok": False, "error": failure.error}, status=failure.status)
         if failure.retry_after is not None:
             response.headers["Retry-After"] = str(failure.retry_after)
         return response
@@ -379,7 +401,10 @@ class FakeSlack:
     def _record(self, method: str, params: Params, *, ok: bool, error: str | None, status: int) -> None:
         call = Call(method=method, params=params, at=time.monotonic(), ok=ok, error=error, status=status)
         self.calls.append(call)
-        logger.debug("Fake Slack answered %s: ok=%s error=%s status=%d", method, ok, error, status)
+        if ok:
+            logger.debug("Fake Slack responded to %s: ok, status %d", method, status)
+        else:
+            logger.info("Fake Slack responded to %s with error %s, status %d", method, error, status)
         self._notify_change()
 
     def _publish(self, event: StoreEvent, record: Message | UploadedFile) -> None:
@@ -391,7 +416,8 @@ class FakeSlack:
         self._notify_change()
 
     def _notify_change(self) -> None:
-        # Waiters hold the current event, so replacing it after set() wakes each of them exactly once.
+        # Each waiter awaits the event that was current when it checked, so set() wakes it and the
+        # replacement event is clear for the next round of waits.
         self._changed.set()
         self._changed = asyncio.Event()
 
