@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     def _check_state_url(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme not in ("sqlite", "postgres", "postgresql"):
-            raise ValueError("must be sqlite:///PATH or postgresql://...")
+            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST/DATABASE")
         return value
 
     @property

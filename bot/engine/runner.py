@@ -69,7 +69,12 @@ class Engine:
         await self._audit(run, actor=requester, action="requested", detail={"command": invocation.text})
         logger.info("Run %s of %s requested by %s in %s", run.id, procedure.name, requester, channel_id)
 
-        await self.view.post_card(run, procedure, response_url=response_url)
+        try:
+            await self.view.post_card(run, procedure, response_url=response_url)
+        except BotError as error:
+            run.error = error.user_message
+            await self._finish(run, procedure, RunState.FAILED, outcome=f"card not posted: {error.message}")
+            raise
         await self.store.save_run(run)
 
         if invocation.dry_run:

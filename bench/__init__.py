@@ -1,0 +1,1 @@
+"""Benchmarks of meridian-bot. `python -m bench` runs the ack-latency benchmark."""
