@@ -80,7 +80,8 @@ class BaselineApp:
 
 
 def _build_ack_only_app(slack: FakeSlack) -> AsyncApp:
-    client = AsyncWebClient(token=slack.bot_token, base_url=slack.base_url)
+    # No token here: Bolt gives each request a client with the token from `authorize`.
+    client = AsyncWebClient(base_url=slack.base_url)
     authorization = AuthorizeResult(
         enterprise_id=None,
         team_id=slack.team_id,
