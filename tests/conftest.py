@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 
@@ -39,3 +40,38 @@ async def unreachable_database_sandbox() -> AsyncIterator[Sandbox]:
 async def no_database_sandbox() -> AsyncIterator[Sandbox]:
     async with Sandbox(database_url=None, target_timeout=1.0) as running:
         yield running
+
+
+@contextlib.asynccontextmanager
+async def new_postgres_database() -> AsyncIterator[str]:
+    """Create an empty database on the test server, yield its URL, then drop it."""
+    import secrets
+
+    import asyncpg
+
+    name = f"meridian_bot_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_database() -> AsyncIterator[str]:
+    async with new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def state_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """BOT_STATE_URL for each store the bot supports: a SQLite file, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/state.sqlite3"
+        return
+    async with new_postgres_database() as url:
+        yield url

@@ -1,6 +1,8 @@
 """Schema migrations, applied in order and recorded in schema_migrations.
 
-The statements are plain SQL that SQLite and PostgreSQL both accept.
+The statements are plain SQL that SQLite and PostgreSQL both accept. Times that are compared
+in queries (leases, expiries) are Unix seconds in DOUBLE PRECISION columns; the others are
+ISO 8601 text.
 """
 
 from __future__ import annotations
@@ -43,6 +45,39 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 at TEXT NOT NULL
             )
             """,
+        ),
+    ),
+    (
+        2,
+        "approvals, target locks, run and scheduler leases",
+        (
+            "ALTER TABLE runs ADD COLUMN owner TEXT",
+            "ALTER TABLE runs ADD COLUMN lease_expires DOUBLE PRECISION",
+            "ALTER TABLE runs ADD COLUMN expires_at DOUBLE PRECISION",
+            """
+            CREATE TABLE approvals (
+                run_id TEXT NOT NULL,
+                approver TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                at TEXT NOT NULL,
+                PRIMARY KEY (run_id, approver)
+            )
+            """,
+            """
+            CREATE TABLE locks (
+                target TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                acquired_at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE leases (
+                name TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                expires DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX audit_run ON audit (run_id)",
         ),
     ),
 )
