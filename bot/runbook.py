@@ -13,6 +13,8 @@ def render_runbook() -> str:
     sections: dict[str, list[str]] = {}
     for command in catalog.commands.values():
         procedure = command.procedure
+        if procedure is None:
+            continue
         entry = [f"### `{command.usage}`", "", f"{procedure.summary}. Risk: **{procedure.risk.value}**"]
         approvals = procedure.risk.approvals_needed
         if approvals:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt.app.async_app import AsyncApp
@@ -12,10 +14,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.config import Settings
 from bot.engine.catalog import Catalog
-from bot.engine.runner import Engine
+from bot.engine.policy import Policy
+from bot.engine.runner import Engine, EngineTiming
+from bot.engine.upkeep import Upkeep
 from bot.observability.metrics import BotMetrics
 from bot.slack.app import BotIdentity, build_app, identify
 from bot.slack.publisher import SlackRunView
+from bot.slack.usergroups import SlackGroupDirectory
 from bot.store import open_store_for
 from bot.store.base import Store
 from bot.targets import HTTP_TIMEOUT_SECONDS, Targets
@@ -47,8 +52,18 @@ class Runtime:
     catalog: Catalog
     app: AsyncApp
 
+    upkeep: Upkeep
+
     @classmethod
-    async def create(cls, settings: Settings, *, target_timeout: float = HTTP_TIMEOUT_SECONDS) -> Runtime:
+    async def create(
+        cls,
+        settings: Settings,
+        *,
+        target_timeout: float = HTTP_TIMEOUT_SECONDS,
+        timing: EngineTiming = EngineTiming(),
+        clock: Callable[[], float] = time.time,
+        replica_id: str | None = None,
+    ) -> Runtime:
         if not settings.viewers:
             logger.warning("VIEWERS is empty: every workspace member may run read-only commands")
 
@@ -60,8 +75,28 @@ class Runtime:
         await store.open()
         targets = Targets.from_settings(settings, timeout=target_timeout)
         view = SlackRunView(client, metrics=metrics, incident_channel=settings.incident_channel)
-        engine = Engine(store=store, view=view, targets=targets, settings=settings, metrics=metrics)
+        policy = Policy(
+            viewers=settings.viewers,
+            operators=settings.operators,
+            approvers=settings.approvers,
+            admins=settings.admins,
+            groups=SlackGroupDirectory(client),
+        )
         catalog = build_catalog()
+        engine = Engine(
+            store=store,
+            view=view,
+            targets=targets,
+            settings=settings,
+            metrics=metrics,
+            policy=policy,
+            catalog=catalog,
+            replica_id=replica_id,
+            clock=clock,
+            timing=timing,
+        )
+        upkeep = Upkeep(engine)
+        upkeep.start()
 
         signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
         # Bolt gets a client without a token: `authorize` supplies the token for each request.
@@ -82,9 +117,11 @@ class Runtime:
             engine=engine,
             catalog=catalog,
             app=app,
+            upkeep=upkeep,
         )
 
     async def close(self) -> None:
+        await self.upkeep.stop()
         await self.engine.shutdown()
         await self.targets.close()
         await self.store.close()

@@ -7,9 +7,10 @@ from slack_bolt.app.async_app import AsyncApp
 from bot.engine.catalog import Catalog
 from bot.engine.runner import Engine
 from bot.observability.metrics import BotMetrics
-from handlers import commands, errors
+from handlers import actions, commands, errors
 
 
 def register(app: AsyncApp, *, engine: Engine, catalog: Catalog, metrics: BotMetrics) -> None:
     commands.register(app, engine=engine, catalog=catalog, metrics=metrics)
+    actions.register(app, engine=engine)
     errors.register(app)

@@ -7,13 +7,14 @@ from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
 
-from bot.engine.catalog import SLASH_COMMAND, Catalog, HelpRequest
+from bot.engine.catalog import SLASH_COMMAND, Catalog, HelpRequest, Invocation
 from bot.engine.runner import Engine
 from bot.errors import BotError, UsageError
 from bot.observability import context
 from bot.observability.metrics import BotMetrics
 from bot.slack.help import render_help
 from bot.slack.mrkdwn import escape
+from handlers.builtins import answer_builtin
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,17 @@ def register(app: AsyncApp, *, engine: Engine, catalog: Catalog, metrics: BotMet
 
         command_name = parsed.command.name
         try:
-            await engine.submit(
-                parsed,
-                requester=user_id,
-                channel_id=channel_id,
-                response_url=body.get("response_url"),
-            )
+            if parsed.command.builtin is not None:
+                reply = await answer_builtin(engine, parsed, user_id=user_id)
+                await respond(response_type="ephemeral", text=reply)
+            else:
+                await _start_run(parsed, user_id=user_id, channel_id=channel_id, response_url=body.get("response_url"))
         except BotError as error:
             metrics.commands.labels(command=command_name, outcome="refused").inc()
+            logger.info("Refused %s to %s: %s", command_name, user_id, error.message)
             await respond(response_type="ephemeral", text=escape(error.user_message))
             return
         metrics.commands.labels(command=command_name, outcome="started").inc()
+
+    async def _start_run(invocation: Invocation, *, user_id: str, channel_id: str, response_url: str | None) -> None:
+        await engine.submit(invocation, requester=user_id, channel_id=channel_id, response_url=response_url)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from bot.engine.builtins import BUILTINS
 from bot.engine.catalog import Catalog
 from procedures import health
 
 
 def build_catalog() -> Catalog:
     catalog = Catalog()
-    for command in (*health.COMMANDS,):
+    for command in (*health.COMMANDS, *BUILTINS):
         catalog.add(command)
     return catalog

@@ -34,18 +34,25 @@ def _whole_number(text: str) -> int:
     return int(text)
 
 
-def _regex(text: str) -> re.Pattern[str]:
+def _regex(text: str) -> str:
     try:
-        return re.compile(text)
+        re.compile(text)
     except re.error as error:
         raise UsageError(f"`{text}` is not a valid regular expression ({error}).") from None
+    return text
 
 
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+# Parsed values are JSON types, so a run's arguments are stored and digested as they are:
+# durations become seconds, regular expressions stay text (checked here, compiled where used).
 KINDS: dict[str, Callable[[str], Any]] = {
     "text": str,
     "count": _positive_int,
     "number": _whole_number,
-    "duration": parse_duration,
+    "duration": _seconds,
     "regex": _regex,
 }
 

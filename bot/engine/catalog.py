@@ -16,15 +16,31 @@ SLASH_COMMAND = "/meridian"
 
 @dataclass(frozen=True)
 class Command:
+    """Words that start a procedure, or a command the bot answers itself (`builtin`)."""
+
     words: tuple[str, ...]
-    procedure: Procedure
+    procedure: Procedure | None = None
     arguments: tuple[Argument, ...] = ()
     options: tuple[Option, ...] = ()
     examples: tuple[str, ...] = ()
+    builtin: str | None = None
+    builtin_summary: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.procedure is None) == (self.builtin is None):
+            raise ValueError(f"command {self.name} needs either a procedure or a builtin")
 
     @property
     def name(self) -> str:
         return " ".join(self.words)
+
+    @property
+    def summary(self) -> str:
+        return self.procedure.summary if self.procedure else self.builtin_summary
+
+    @property
+    def section(self) -> str:
+        return self.procedure.section if self.procedure else "The bot"
 
     @property
     def usage(self) -> str:
@@ -44,20 +60,14 @@ class Invocation:
 
     @property
     def procedure(self) -> Procedure:
+        if self.command.procedure is None:
+            raise TypeError(f"{self.command.name} is answered by the bot, not run as a procedure")
         return self.command.procedure
 
 
 @dataclass(frozen=True)
 class HelpRequest:
     topic: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class BuiltinRequest:
-    """A command the bot answers itself, without a procedure run (help is separate)."""
-
-    name: str
-    args: dict[str, Any]
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.engine.procedure import StepResult
+from bot.engine.approvals import Plan
 from bot.engine.run import Run, StepRecord
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ class StepContext:
     targets: Targets
     settings: Settings
     log: logging.LoggerAdapter[logging.Logger]
-    results: Mapping[str, StepResult]
+    results: Mapping[str, Mapping[str, Any]]  # each earlier step's StepResult.data, by step name
     report_progress: Callable[[str], Awaitable[None]]
+    plan: Plan | None = None  # the approved plan, for the steps after an approval gate
 
     async def progress(self, summary: str) -> None:
         """Show `summary` on the running step in the run card (updates are coalesced)."""

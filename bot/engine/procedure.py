@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from bot.engine.approvals import ApprovalGate
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class Parallel:
     steps: tuple[Step, ...]
 
 
-Stage = Step | Parallel
+Stage = Step | Parallel | ApprovalGate
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,22 @@ class Procedure:
     stages: tuple[Stage, ...]
     section: str
 
-    def steps(self) -> list[Step]:
-        flat: list[Step] = []
+    def __post_init__(self) -> None:
+        gates = [stage for stage in self.stages if isinstance(stage, ApprovalGate)]
+        needs_gate = self.risk.approvals_needed > 0
+        if needs_gate and len(gates) != 1:
+            raise ValueError(f"procedure {self.name} of risk {self.risk} needs exactly one approval gate")
+        if not needs_gate and gates:
+            raise ValueError(f"procedure {self.name} of risk {self.risk} must not have an approval gate")
+
+    def steps(self) -> list[Step | ApprovalGate]:
+        """Every step in order, gates included, as the run card lists them."""
+        flat: list[Step | ApprovalGate] = []
         for stage in self.stages:
             flat.extend(stage.steps if isinstance(stage, Parallel) else (stage,))
         return flat
+
+    @property
+    def gate(self) -> ApprovalGate | None:
+        """The approval gate, or None for a procedure that needs no approval."""
+        return next((stage for stage in self.stages if isinstance(stage, ApprovalGate)), None)

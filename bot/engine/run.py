@@ -20,6 +20,7 @@ class RunState(StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"
     INTERRUPTED = "interrupted"
+    VOIDED = "voided"  # the plan changed after it was requested, so its approvals no longer hold
 
     @property
     def is_final(self) -> bool:
@@ -80,6 +81,11 @@ class Run:
     next_stage: int = 0
     dry_run: bool = False
     error: str | None = None
+    plan: dict[str, Any] | None = None
+    approvals: list[str] = field(default_factory=list)
+    expires_at: datetime | None = None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decided_by: str | None = None
 
     @classmethod
     def new(
@@ -104,6 +110,10 @@ class Run:
             dry_run=dry_run,
         )
 
+    @property
+    def approvals_complete(self) -> bool:
+        return len(set(self.approvals)) >= self.risk.approvals_needed
+
     def step(self, name: str) -> StepRecord:
         return next(record for record in self.steps if record.name == name)
 
@@ -115,7 +125,7 @@ class Run:
         data = dict(data)
         data["risk"] = Risk(data["risk"])
         data["state"] = RunState(data["state"])
-        for key in ("created_at", "finished_at"):
+        for key in ("created_at", "finished_at", "expires_at"):
             data[key] = _parse_time(data.get(key))
         data["steps"] = [
             StepRecord(

@@ -6,12 +6,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.audit import AuditEntry
-from bot.engine.catalog import Invocation
+from bot.engine.catalog import Catalog, Invocation
 from bot.engine.context import StepContext, StepSkipped
+from bot.engine.policy import Policy, role_to_request
 from bot.engine.procedure import Level, Parallel, Procedure, Step, StepResult
 from bot.engine.run import Run, RunState, StepRecord, StepState, utcnow
 from bot.engine.view import RunView
@@ -26,6 +31,17 @@ if TYPE_CHECKING:
     from bot.targets import Targets
 
 logger = logging.getLogger(__name__)
+
+BOT_ACTOR = "meridian-bot"
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    """How long a replica's claim on an executing run lasts, and how often it is renewed (seconds)."""
+
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    tick_seconds: float = 5.0
 
 
 class RunLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -42,23 +58,37 @@ class Engine:
         targets: Targets,
         settings: Settings,
         metrics: BotMetrics,
+        policy: Policy,
+        catalog: Catalog,
+        replica_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        timing: EngineTiming = EngineTiming(),
     ) -> None:
         self.store = store
         self.view = view
         self.targets = targets
         self.settings = settings
         self.metrics = metrics
+        self.policy = policy
+        self.catalog = catalog
+        self.replica_id = replica_id or f"replica-{secrets.token_hex(4)}"
+        self.clock = clock
+        self.timing = timing
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
+    # Starting runs
+
     async def submit(self, invocation: Invocation, *, requester: str, channel_id: str, response_url: str | None) -> Run:
-        """Record a new run, post its card and start executing it in the background."""
+        """Check the requester's role, record a new run, post its card and start executing it."""
         procedure = invocation.procedure
+        await self.policy.require(requester, role_to_request(procedure.risk), action=f"run `{invocation.command.name}`")
+
         run = Run.new(
             procedure,
-            args=_storable(invocation.args),
+            args=dict(invocation.args),
             requester=requester,
             channel_id=channel_id,
             correlation_id=context.correlation_id.get(),
@@ -66,23 +96,37 @@ class Engine:
         )
         context.run_id.set(run.id)
         await self.store.insert_run(run)
-        await self._audit(run, actor=requester, action="requested", detail={"command": invocation.text})
+        # Owned from the start, so a crash before the first step still ends in "interrupted".
+        await self.store.save_run(run, owner=self.replica_id, lease_expires=self._lease_until())
+        await self.audit(run, actor=requester, action="requested", detail={"command": invocation.text})
         logger.info("Run %s of %s requested by %s in %s", run.id, procedure.name, requester, channel_id)
 
         try:
             await self.view.post_card(run, procedure, response_url=response_url)
         except BotError as error:
             run.error = error.user_message
-            await self._finish(run, procedure, RunState.FAILED, outcome=f"card not posted: {error.message}")
+            await self.finish(run, procedure, RunState.FAILED, outcome=f"card not posted: {error.message}")
             raise
-        await self.store.save_run(run)
+        await self.store.save_run(run, owner=self.replica_id, lease_expires=self._lease_until())
 
-        if invocation.dry_run:
-            await self._finish(run, procedure, RunState.COMPLETED, outcome="dry run: nothing was changed")
+        if invocation.dry_run and procedure.gate is None:
+            await self.finish(run, procedure, RunState.COMPLETED, outcome="dry run: nothing was changed")
             return run
 
-        self._spawn(self._execute(run, procedure, invocation.args))
+        self.execute_later(run, procedure)
         return run
+
+    def procedure_for(self, run: Run) -> Procedure:
+        for command in self.catalog.commands.values():
+            if command.procedure is not None and command.procedure.name == run.procedure:
+                return command.procedure
+        raise LookupError(f"no procedure named {run.procedure}")
+
+    def execute_later(self, run: Run, procedure: Procedure) -> None:
+        """Execute `run` from its next stage in the background; this replica owns it meanwhile."""
+        self._spawn(self._execute(run, procedure))
+
+    # Waiting
 
     async def wait_idle(self) -> None:
         """Wait until no run is executing (runs waiting for approval do not count)."""
@@ -122,65 +166,90 @@ class Engine:
 
         task.add_done_callback(forget)
 
-    async def _execute(self, run: Run, procedure: Procedure, args: dict[str, Any]) -> None:
+    def _lease_until(self) -> float:
+        return self.clock() + self.timing.lease_seconds
+
+    # Executing
+
+    async def _execute(self, run: Run, procedure: Procedure) -> None:
         context.run_id.set(run.id)
         context.correlation_id.set(run.correlation_id)
-        results: dict[str, StepResult] = {}
-        logger.info("Run %s started", run.id)
+        logger.info("Run %s executing from stage %d", run.id, run.next_stage)
 
-        try:
-            for index in range(run.next_stage, len(procedure.stages)):
-                stage = procedure.stages[index]
-                steps = stage.steps if isinstance(stage, Parallel) else (stage,)
-                await asyncio.gather(*(self._run_step(run, procedure, step, args, results) for step in steps))
+        for index in range(run.next_stage, len(procedure.stages)):
+            if await self._was_cancelled(run):
+                await self._stop_cancelled(run, procedure)
+                return
 
-                stage_failed = any(run.step(step.name).state is StepState.FAILED for step in steps)
-                if stage_failed:
-                    for record in run.steps:
-                        if record.state is StepState.PENDING:
-                            record.state = StepState.SKIPPED
-                            record.summary = "skipped because an earlier step failed"
-                    await self._finish(run, procedure, RunState.FAILED, outcome="failed")
-                    return
+            stage = procedure.stages[index]
+            if isinstance(stage, ApprovalGate):
+                if run.plan is not None and run.approvals_complete:
+                    run.next_stage = index + 1
+                    continue
+                await self._reach_gate(run, procedure, stage)
+                return
 
-                run.next_stage = index + 1
-                await self.store.save_run(run)
-        except asyncio.CancelledError:
-            logger.warning("Run %s was cancelled while executing (the bot is stopping)", run.id)
-            raise
+            steps = stage.steps if isinstance(stage, Parallel) else (stage,)
+            await asyncio.gather(*(self._run_step(run, procedure, step) for step in steps))
 
-        await self._finish(run, procedure, RunState.COMPLETED, outcome=_outcome(run))
+            stage_failed = any(run.step(step.name).state is StepState.FAILED for step in steps)
+            if stage_failed:
+                self._skip_pending(run, "skipped because an earlier step failed")
+                await self.finish(run, procedure, RunState.FAILED, outcome="failed")
+                return
 
-    async def _run_step(
-        self,
-        run: Run,
-        procedure: Procedure,
-        step: Step,
-        args: dict[str, Any],
-        results: dict[str, StepResult],
-    ) -> None:
-        record = run.step(step.name)
-        log = RunLogAdapter(logger, {"run_id": run.id, "step": step.name})
-        record.state = StepState.RUNNING
-        record.started_at = utcnow()
-        await self.store.save_run(run)
-        self.view.card_changed(run, procedure)
+            run.next_stage = index + 1
+            await self.store.save_run(run, expected=[RunState.RUNNING])
 
+        await self.finish(run, procedure, RunState.COMPLETED, outcome=_outcome(run))
+
+    async def _was_cancelled(self, run: Run) -> bool:
+        stored = await self.store.get_run(run.id)
+        return stored is not None and stored.state is RunState.CANCELLED
+
+    async def _stop_cancelled(self, run: Run, procedure: Procedure) -> None:
+        stored = await self.store.get_run(run.id)
+        run.state = RunState.CANCELLED
+        run.decided_by = stored.decided_by if stored else None
+        self._skip_pending(run, "skipped because the run was cancelled")
+        run.finished_at = utcnow()
+        await self.store.save_run(run, owner=None, lease_expires=None)
+        await self.store.release_locks(run.id)
+        logger.info("Run %s stopped before its next step: it was cancelled", run.id)
+        await self.view.card_final(run, procedure)
+
+    def _skip_pending(self, run: Run, reason: str) -> None:
+        for record in run.steps:
+            if record.state in (StepState.PENDING, StepState.WAITING):
+                record.state = StepState.SKIPPED
+                record.summary = reason
+
+    def step_context(self, run: Run, procedure: Procedure, record: StepRecord) -> StepContext:
         async def report_progress(summary: str) -> None:
             record.summary = redactor.scrub(summary)
             self.view.card_changed(run, procedure)
 
-        step_context = StepContext(
+        return StepContext(
             run=run,
             step=record,
-            args=args,
+            args=run.args,
             targets=self.targets,
             settings=self.settings,
-            log=log,
-            results=results,
+            log=RunLogAdapter(logger, {"run_id": run.id, "step": record.name}),
+            results=run.outputs,
             report_progress=report_progress,
+            plan=plan_from_run(run),
         )
 
+    async def _run_step(self, run: Run, procedure: Procedure, step: Step) -> None:
+        record = run.step(step.name)
+        record.state = StepState.RUNNING
+        record.started_at = utcnow()
+        await self.store.save_run(run, expected=[RunState.RUNNING])
+        self.view.card_changed(run, procedure)
+
+        step_context = self.step_context(run, procedure, record)
+        log = step_context.log
         try:
             outcome = await asyncio.wait_for(step.run(step_context), timeout=step.timeout)
         except StepSkipped as skipped:
@@ -205,7 +274,7 @@ class Engine:
             log.exception("Step failed with an unexpected error, error id %s", error_id)
         else:
             result = _as_result(outcome)
-            results[step.name] = result
+            run.outputs[step.name] = dict(result.data)
             record.state = StepState.DONE
             record.level = result.level
             record.summary = redactor.scrub(result.summary)
@@ -213,20 +282,102 @@ class Engine:
                 await self.view.post_detail(run, title=result.detail_title or step.title, text=result.detail)
 
         record.finished_at = utcnow()
-        await self.store.save_run(run)
+        await self.store.save_run(run, expected=[RunState.RUNNING])
         self.view.card_changed(run, procedure)
 
-    async def _finish(self, run: Run, procedure: Procedure, state: RunState, *, outcome: str) -> None:
+    async def read_plan(self, run: Run, procedure: Procedure, gate: ApprovalGate) -> tuple[Plan, str]:
+        """Read the plan afresh (the identity of what it acts on) and compute its digest."""
+        plan = await gate.plan(self.step_context(run, procedure, run.step(gate.name)))
+        return plan, plan.digest(procedure=procedure.name, args=run.args)
+
+    async def _reach_gate(self, run: Run, procedure: Procedure, gate: ApprovalGate) -> None:
+        record = run.step(gate.name)
+        record.state = StepState.RUNNING
+        record.started_at = utcnow()
+        self.view.card_changed(run, procedure)
+        try:
+            plan, digest = await self.read_plan(run, procedure, gate)
+        except BotError as error:
+            record.state = StepState.FAILED
+            record.summary = redactor.scrub(f"could not read the plan: {error.user_message}")
+            record.finished_at = utcnow()
+            self._skip_pending(run, "skipped because the plan could not be read")
+            await self.finish(run, procedure, RunState.FAILED, outcome="plan not readable")
+            return
+        run.plan = plan.to_json(digest=digest)
+
+        needed = procedure.risk.approvals_needed
+        if run.dry_run:
+            record.state = StepState.SKIPPED
+            record.summary = f"dry run: would need {_approvals(needed)}"
+            record.finished_at = utcnow()
+            self._skip_pending(run, "dry run: not executed")
+            await self.finish(run, procedure, RunState.COMPLETED, outcome="dry run: nothing was changed")
+            return
+
+        for target in plan.targets:
+            holder = await self.store.acquire_lock(target, run.id)
+            if holder is not None:
+                await self.store.release_locks(run.id)
+                record.state = StepState.FAILED
+                record.summary = f"{target} is locked by run {holder}; one destructive run per target at a time"
+                record.finished_at = utcnow()
+                run.error = f"Run {holder} holds {target}. Wait for it to finish, or cancel it with `/meridian cancel {holder}`."
+                self._skip_pending(run, "skipped because the target is locked")
+                await self.finish(run, procedure, RunState.FAILED, outcome=f"target locked by {holder}")
+                return
+
+        expires = self.clock() + self.settings.approval_ttl.total_seconds()
+        run.expires_at = datetime.fromtimestamp(expires, UTC)
+        run.state = RunState.WAITING
+        record.state = StepState.WAITING
+        record.summary = f"waiting for {_approvals(needed)} from APPROVERS"
+        stored = await self.store.save_run(
+            run, expected=[RunState.RUNNING], owner=None, lease_expires=None, expires_at=expires
+        )
+        if not stored:
+            logger.warning("Run %s changed state before reaching its approval gate", run.id)
+            return
+        await self.audit(run, actor=BOT_ACTOR, action="approval_requested", detail={"digest": digest, "plan": plan.summary})
+        logger.info("Run %s waits for %s (digest %s)", run.id, _approvals(needed), digest[:12])
+        self.view.card_changed(run, procedure)
+        await self.view.announce(run, procedure, "requested")
+
+    # Ending
+
+    async def finish(self, run: Run, procedure: Procedure, state: RunState, *, outcome: str, actor: str | None = None) -> bool:
+        """Move `run` to a final state once; return False when another transition won."""
+        previous = run.state
         run.state = state
         run.finished_at = utcnow()
-        await self.store.save_run(run)
-        await self._audit(run, actor=run.requester, action="finished", outcome=outcome)
+        stored = await self.store.save_run(
+            run, expected=[previous], owner=None, lease_expires=None, expires_at=None
+        )
+        if not stored:
+            logger.info("Run %s was not moved to %s: its state changed meanwhile", run.id, state.value)
+            fresh = await self.store.get_run(run.id)
+            if fresh is not None:
+                run.state = fresh.state
+            return False
+
+        await self.store.release_locks(run.id)
+        await self.audit(run, actor=actor or run.requester, action=_FINAL_ACTIONS.get(state, "finished"), outcome=outcome)
         self.metrics.runs.labels(procedure=run.procedure, state=state.value).inc()
         self.metrics.run_duration.labels(procedure=run.procedure).observe((run.finished_at - run.created_at).total_seconds())
         logger.info("Run %s ended: %s (%s)", run.id, state.value, outcome)
         await self.view.card_final(run, procedure)
+        await self.view.announce(run, procedure, state.value)
+        return True
 
-    async def _audit(self, run: Run, *, actor: str, action: str, outcome: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    async def audit(
+        self,
+        run: Run,
+        *,
+        actor: str,
+        action: str,
+        outcome: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         await self.store.append_audit(
             AuditEntry(
                 actor=actor,
@@ -238,6 +389,33 @@ class Engine:
                 detail=detail or {},
             )
         )
+
+
+_FINAL_ACTIONS = {
+    RunState.COMPLETED: "finished",
+    RunState.FAILED: "failed",
+    RunState.CANCELLED: "cancelled",
+    RunState.DENIED: "denied",
+    RunState.EXPIRED: "expired",
+    RunState.INTERRUPTED: "interrupted",
+    RunState.VOIDED: "voided",
+}
+
+
+def plan_from_run(run: Run) -> Plan | None:
+    if run.plan is None:
+        return None
+    return Plan(
+        summary=run.plan["summary"],
+        targets=tuple(run.plan["targets"]),
+        identity=run.plan["identity"],
+        preview=run.plan["preview"],
+        facts=run.plan.get("facts", {}),
+    )
+
+
+def _approvals(count: int) -> str:
+    return "1 approval" if count == 1 else f"{count} approvals"
 
 
 def _as_result(outcome: StepResult | str | None) -> StepResult:
@@ -254,16 +432,3 @@ def _outcome(run: Run) -> str:
         return f"completed with {problems} critical and {warnings} warning findings"
     return "completed"
 
-
-def _storable(args: dict[str, Any]) -> dict[str, Any]:
-    """Keep argument values that JSON can store; patterns are stored as their source text."""
-    stored: dict[str, Any] = {}
-    for key, value in args.items():
-        pattern = getattr(value, "pattern", None)
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            stored[key] = value
-        elif pattern is not None:
-            stored[key] = pattern
-        else:
-            stored[key] = str(value)
-    return stored

@@ -24,3 +24,10 @@ class RunView(Protocol):
     async def post_detail(self, run: Run, *, title: str, text: str) -> None:
         """Post a step's detail as a reply in the card's thread."""
         ...
+
+    async def announce(self, run: Run, procedure: Procedure, event: str) -> None:
+        """Tell the incident channel about a run's request, approval or end, with a link to its card.
+
+        Only runs of risk high or critical are announced, and interrupted runs of any risk.
+        """
+        ...

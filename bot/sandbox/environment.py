@@ -7,10 +7,13 @@ Everything listens on 127.0.0.1 on ports the OS picks.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot.config import Settings
+from bot.engine.runner import EngineTiming
 from bot.modes import start_http, start_socket
 from bot.runtime import Runtime
 from bot.sandbox.fakes.ethereum_rpc import FakeEthereumRpc
@@ -84,6 +87,9 @@ class Sandbox:
     via: Literal["http", "socket"] = "http"
     target_timeout: float = 5.0
     use_fake_targets: bool = True
+    timing: EngineTiming = field(default_factory=EngineTiming)
+    clock: Callable[[], float] = time.time
+    replica_id: str | None = None
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     users: SandboxUsers = field(default_factory=SandboxUsers)
 
@@ -139,7 +145,13 @@ class Sandbox:
         # Explicit values win over the environment, so a developer's .env cannot leak in.
         self.settings = Settings(_env_file=None, **values)
 
-        self.runtime = await Runtime.create(self.settings, target_timeout=self.target_timeout)
+        self.runtime = await Runtime.create(
+            self.settings,
+            target_timeout=self.target_timeout,
+            timing=self.timing,
+            clock=self.clock,
+            replica_id=self.replica_id,
+        )
         if self.via == "socket":
             self._socket_handler = await start_socket(self.runtime)
             await self.slack.wait_for_socket_client()

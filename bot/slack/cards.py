@@ -8,7 +8,8 @@ from bot.durations import format_duration
 from bot.engine.procedure import Level, Procedure
 from bot.engine.run import Run, RunState, StepRecord, StepState, utcnow
 from bot.slack import limits
-from bot.slack.mrkdwn import escape, mention, truncate
+from bot.slack.ids import RunAction, decision_value
+from bot.slack.mrkdwn import code, code_block, escape, mention, truncate
 
 _STEP_ICONS = {
     StepState.PENDING: ":white_circle:",
@@ -32,6 +33,7 @@ _STATE_LABELS = {
     RunState.DENIED: "denied",
     RunState.EXPIRED: "expired",
     RunState.INTERRUPTED: "interrupted",
+    RunState.VOIDED: "void (the plan changed)",
 }
 
 
@@ -90,16 +92,63 @@ def render_card(run: Run, procedure: Procedure, *, command_text: str | None = No
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
 
-    for chunk in _chunks([step_line(record) for record in run.steps]):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+    steps = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
+        for chunk in _chunks([step_line(record) for record in run.steps])
+    ]
 
+    tail = plan_blocks(run) if run.plan is not None else []
     status = run_status_line(run)
     if run.error:
         status += "\n" + escape(truncate(run.error, 500))
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
+    tail.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
 
     text = f"{procedure.title} ({run.id}): {_STATE_LABELS[run.state]}"
-    return text, _fit(blocks)
+    fitted = _fit(blocks, steps, tail)
+    if run.state is RunState.WAITING and run.plan is not None:
+        fitted.append(decision_buttons(run))
+    return text, fitted
+
+
+def plan_blocks(run: Run) -> list[dict[str, Any]]:
+    """The plan approvers decide on: summary, preview, targets, digest, approvals so far."""
+    assert run.plan is not None
+    needed = run.risk.approvals_needed
+    preview = truncate(run.plan["preview"], limits.DETAIL_TEXT, notice="\n… (preview cut short)")
+    facts = [
+        "Targets: " + ", ".join(code(target) for target in run.plan["targets"]),
+        f"plan digest {code(run.plan['digest'][:16])}",
+        f"risk {run.risk.value}: {needed} approval{'s' if needed > 1 else ''} from APPROVERS, never the requester",
+    ]
+    decisions = []
+    if run.approvals:
+        decisions.append(f"Approved by {', '.join(mention(user) for user in run.approvals)} ({len(run.approvals)} of {needed})")
+    if run.decided_by and run.state in (RunState.DENIED, RunState.CANCELLED):
+        decisions.append(f"{'Denied' if run.state is RunState.DENIED else 'Cancelled'} by {mention(run.decided_by)}")
+    if run.state is RunState.WAITING and run.expires_at is not None:
+        decisions.append(f"expires {run.expires_at.strftime('%H:%M UTC')}")
+
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Plan:* {escape(run.plan['summary'])}\n{code_block(preview)}"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
+    ]
+    if decisions:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(decisions)}]})
+    return blocks
+
+
+def decision_buttons(run: Run) -> dict[str, Any]:
+    assert run.plan is not None
+    value = decision_value(run.id, run.plan["digest"])
+    return {
+        "type": "actions",
+        "block_id": f"decision:{run.id}",
+        "elements": [
+            {"type": "button", "action_id": RunAction.APPROVE, "text": {"type": "plain_text", "text": "Approve"}, "style": "primary", "value": value},
+            {"type": "button", "action_id": RunAction.DENY, "text": {"type": "plain_text", "text": "Deny"}, "style": "danger", "value": value},
+            {"type": "button", "action_id": RunAction.CANCEL, "text": {"type": "plain_text", "text": "Cancel"}, "value": value},
+        ],
+    }
 
 
 def _chunks(lines: list[str]) -> list[str]:
@@ -117,15 +166,20 @@ def _chunks(lines: list[str]) -> list[str]:
     return chunks
 
 
-def _fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop middle sections when a card exceeds the block count or total size, saying so."""
+def _fit(head: list[dict[str, Any]], steps: list[dict[str, Any]], tail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the last step sections when a card exceeds the block count or total size, saying so.
+
+    The plan and the status are never dropped: approvers must see what they approve.
+    """
     def size(items: list[dict[str, Any]]) -> int:
         return sum(len(str(item)) for item in items)
 
-    if len(blocks) <= limits.MAX_BLOCKS and size(blocks) <= limits.TOTAL_BLOCK_TEXT:
-        return blocks
-    head, body, tail = blocks[:2], blocks[2:-1], blocks[-1:]
+    # One block stays free for the decision buttons.
+    room = limits.MAX_BLOCKS - 1
+    if len(head) + len(steps) + len(tail) <= room and size(head + steps + tail) <= limits.TOTAL_BLOCK_TEXT:
+        return head + steps + tail
     notice = {"type": "context", "elements": [{"type": "mrkdwn", "text": "Some steps are not shown: the card is too long for Slack."}]}
-    while body and (len(head) + len(body) + 2 > limits.MAX_BLOCKS or size(head + body + [notice] + tail) > limits.TOTAL_BLOCK_TEXT):
-        body.pop()
-    return head + body + [notice] + tail
+    kept = list(steps)
+    while kept and (len(head) + len(kept) + 1 + len(tail) > room or size(head + kept + [notice] + tail) > limits.TOTAL_BLOCK_TEXT):
+        kept.pop()
+    return head + kept + [notice] + tail

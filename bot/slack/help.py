@@ -17,7 +17,8 @@ def render_help(catalog: Catalog, topic: Sequence[str]) -> str:
             hint = ("Did you mean " + " or ".join(code(name) for name in suggestions) + "?") if suggestions else None
             raise UsageError(f"There is no command `{' '.join(topic)}`.", hint=hint)
         command, _ = found
-        lines = [f"*{code(command.usage)}*", escape(command.procedure.summary) + f" (risk: {command.procedure.risk.value})"]
+        risk = f" (risk: {command.procedure.risk.value})" if command.procedure else ""
+        lines = [f"*{code(command.usage)}*", escape(command.summary) + risk]
         for argument in command.arguments:
             lines.append(f"• {code(argument.name)}: {escape(argument.help)}")
         for option in command.options:
@@ -29,8 +30,8 @@ def render_help(catalog: Catalog, topic: Sequence[str]) -> str:
 
     sections: dict[str, list[str]] = {}
     for command in catalog.commands.values():
-        line = f"{code(SLASH_COMMAND + ' ' + command.name)}: {escape(command.procedure.summary)}"
-        sections.setdefault(command.procedure.section, []).append(line)
+        line = f"{code(SLASH_COMMAND + ' ' + command.name)}: {escape(command.summary)}"
+        sections.setdefault(command.section, []).append(line)
     lines = ["*Meridian runbook commands*"]
     for section, entries in sections.items():
         lines.append(f"\n*{escape(section)}*")

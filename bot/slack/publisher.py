@@ -9,7 +9,7 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engine.procedure import Procedure
+from bot.engine.procedure import Procedure, Risk
 from bot.engine.run import Run
 from bot.errors import Refused
 from bot.observability.metrics import BotMetrics
@@ -17,7 +17,7 @@ from bot.observability.redaction import redactor
 from bot.slack import limits
 from bot.slack.budget import UpdateBudget
 from bot.slack.cards import render_card
-from bot.slack.mrkdwn import code_block, escape, truncate
+from bot.slack.mrkdwn import code_block, escape, mention, truncate
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,34 @@ class SlackRunView:
             return
         logger.error("Gave up delivering the final card of run %s after %d attempts", run.id, _FINAL_ATTEMPTS)
 
+    async def announce(self, run: Run, procedure: Procedure, event: str) -> None:
+        is_announced = run.risk in (Risk.HIGH, Risk.CRITICAL) or event == "interrupted"
+        template = _ANNOUNCEMENTS.get(event)
+        if not is_announced or template is None or run.dry_run or not self._incident_channel:
+            return
+        if run.channel_id == self._incident_channel and event not in ("interrupted",):
+            return  # the card itself is in the incident channel
+
+        needed = run.risk.approvals_needed
+        text = template.format(
+            title=escape(procedure.title),
+            run=run.id,
+            requester=mention(run.requester),
+            summary=escape(run.plan["summary"]) if run.plan else "",
+            approvals=f"{needed} approval{'s' if needed > 1 else ''}",
+            approvers=", ".join(mention(user) for user in run.approvals) or "approvers",
+            decider=mention(run.decided_by) if run.decided_by else "someone",
+        )
+        permalink = await self._permalink(run) if run.message_ts else None
+        if permalink:
+            text += f" <{permalink}|Open the run card>"
+        try:
+            await self._client.chat_postMessage(channel=self._incident_channel, text=text)
+        except SlackApiError as error:
+            code = str(error.response.get("error"))
+            self._metrics.slack_errors.labels(method="chat.postMessage", error=code).inc()
+            logger.error("Could not post the %s announcement of run %s to %s: %s", event, run.id, self._incident_channel, code)
+
     async def post_detail(self, run: Run, *, title: str, text: str) -> None:
         if run.message_ts is None:
             return
@@ -180,6 +208,19 @@ class SlackRunView:
             filename=f"{run.id}-{title.lower().replace(' ', '-')}.txt",
             title=f"{title} ({run.id})",
         )
+
+
+_ANNOUNCEMENTS = {
+    "requested": ":raised_hand: {title} `{run}` requested by {requester}: {summary}. It needs {approvals} from APPROVERS.",
+    "approved": ":white_check_mark: {title} `{run}` approved by {approvers}; it is starting.",
+    "completed": ":white_check_mark: {title} `{run}` finished.",
+    "failed": ":x: {title} `{run}` failed.",
+    "denied": ":no_entry: {title} `{run}` was denied by {decider}.",
+    "cancelled": ":no_entry: {title} `{run}` was cancelled by {decider}.",
+    "expired": ":hourglass: {title} `{run}` expired: nobody approved it in time.",
+    "interrupted": ":warning: {title} `{run}` was interrupted mid-step when the bot stopped; it was not run again.",
+    "voided": ":no_entry: {title} `{run}` is void: its plan changed after it was requested.",
+}
 
 
 def _retry_after(error: SlackApiError) -> float | None:

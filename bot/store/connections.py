@@ -76,8 +76,10 @@ class SqliteConnection:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
+        # The busy timeout comes first: switching to WAL needs a lock that another process
+        # opening or migrating the same file may hold, and without it SQLite fails at once.
         await self._db.execute("PRAGMA busy_timeout=10000")
+        await self._db.execute("PRAGMA journal_mode=WAL")
 
     async def close(self) -> None:
         if self._db is not None:

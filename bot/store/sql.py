@@ -17,6 +17,8 @@ from bot.store.migrations import MIGRATIONS
 logger = logging.getLogger(__name__)
 
 _FINAL_STATES = tuple(state.value for state in RunState if state.is_final)
+# How many times `acquire_lock` re-reads a lock that other runs keep taking over.
+_LOCK_ATTEMPTS = 5
 
 
 def _marks(count: int) -> str:
@@ -95,6 +97,9 @@ class SqlStore:
         params.append(run.id)
         if expected is not None:
             states = [state.value for state in expected]
+            if not states:
+                # No stored state can match; PostgreSQL also rejects an empty IN ().
+                return False
             query += f" AND state IN ({_marks(len(states))})"
             params.extend(states)
         async with self._connection.session() as session:
@@ -115,6 +120,8 @@ class SqlStore:
         params: list[object] = []
         if states is not None:
             values = [state.value for state in states]
+            if not values:
+                return []
             query += f" WHERE state IN ({_marks(len(values))})"
             params.extend(values)
         query += " ORDER BY created_at DESC LIMIT ?"
@@ -205,28 +212,43 @@ class SqlStore:
 
     async def acquire_lock(self, target: str, run_id: str) -> str | None:
         async with self._connection.transaction() as session:
-            inserted = await session.execute(
-                "INSERT INTO locks (target, run_id, acquired_at) VALUES (?, ?, ?) ON CONFLICT (target) DO NOTHING",
-                (target, run_id, utcnow().isoformat()),
-            )
-            if inserted == 1:
-                return None
+            holder: str | None = None
+            # On PostgreSQL each statement sees the rows committed before it started, so the
+            # lock can change hands between these statements; each pass re-reads the holder.
+            for _ in range(_LOCK_ATTEMPTS):
+                inserted = await session.execute(
+                    "INSERT INTO locks (target, run_id, acquired_at) VALUES (?, ?, ?) ON CONFLICT (target) DO NOTHING",
+                    (target, run_id, utcnow().isoformat()),
+                )
+                if inserted == 1:
+                    return None
 
-            rows = await session.fetch(
-                "SELECT locks.run_id, runs.state FROM locks LEFT JOIN runs ON runs.id = locks.run_id WHERE locks.target = ?",
-                (target,),
-            )
-            holder, holder_state = rows[0]
-            holder_has_ended = holder_state is None or holder_state in _FINAL_STATES
-            if holder == run_id:
-                return None
-            if not holder_has_ended:
-                return holder
-            taken = await session.execute(
-                "UPDATE locks SET run_id = ?, acquired_at = ? WHERE target = ? AND run_id = ?",
-                (run_id, utcnow().isoformat(), target, holder),
-            )
-            return None if taken == 1 else holder
+                rows = await session.fetch(
+                    "SELECT locks.run_id, runs.state FROM locks LEFT JOIN runs ON runs.id = locks.run_id"
+                    " WHERE locks.target = ?",
+                    (target,),
+                )
+                if not rows:
+                    # The holder released the lock after the insert above; insert again.
+                    continue
+                holder, holder_state = rows[0]
+                if holder == run_id:
+                    return None
+                holder_has_ended = holder_state is None or holder_state in _FINAL_STATES
+                if not holder_has_ended:
+                    return holder
+
+                taken = await session.execute(
+                    "UPDATE locks SET run_id = ?, acquired_at = ? WHERE target = ? AND run_id = ?",
+                    (run_id, utcnow().isoformat(), target, holder),
+                )
+                if taken == 1:
+                    return None
+                # Another run took the lock over first; the next pass reads who holds it now.
+            # NOTE: reached only when the lock changed hands on every pass; the holder returned
+            # may have ended since, and the caller retries later as for any held lock.
+            logger.warning("Lock %s changed hands %d times while run %s acquired it", target, _LOCK_ATTEMPTS, run_id)
+            return holder
 
     async def release_locks(self, run_id: str) -> None:
         async with self._connection.session() as session:
