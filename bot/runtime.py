@@ -29,6 +29,8 @@ from procedures import build_catalog
 logger = logging.getLogger(__name__)
 
 SLACK_RATE_LIMIT_RETRIES = 3
+# At most one chat.update per card in this many seconds; Slack allows about one a second.
+CARD_UPDATE_INTERVAL_SECONDS = 1.0
 
 
 def build_slack_client(settings: Settings, *, with_token: bool = True) -> AsyncWebClient:
@@ -63,6 +65,7 @@ class Runtime:
         timing: EngineTiming = EngineTiming(),
         clock: Callable[[], float] = time.time,
         replica_id: str | None = None,
+        card_interval: float = CARD_UPDATE_INTERVAL_SECONDS,
     ) -> Runtime:
         if not settings.viewers:
             logger.warning("VIEWERS is empty: every workspace member may run read-only commands")
@@ -74,7 +77,9 @@ class Runtime:
         store = open_store_for(settings.bot_state_url)
         await store.open()
         targets = Targets.from_settings(settings, timeout=target_timeout)
-        view = SlackRunView(client, metrics=metrics, incident_channel=settings.incident_channel)
+        view = SlackRunView(
+            client, metrics=metrics, incident_channel=settings.incident_channel, min_interval=card_interval
+        )
         policy = Policy(
             viewers=settings.viewers,
             operators=settings.operators,

@@ -85,7 +85,7 @@ async def _approve(engine: Engine, run: Run, procedure: Procedure, *, user: str,
     needed = procedure.risk.approvals_needed
     if len(approvers) < needed:
         await engine.store.save_run(run, expected=[RunState.WAITING])
-        engine.view.card_changed(run, procedure)
+        await engine.view.deliver_card(run, procedure)
         return f"Approved. Run `{run.id}` needs {needed - len(approvers)} more approval from another approver."
 
     # Exactly one of the approvers who complete the count moves the run on.
@@ -156,6 +156,7 @@ async def cancel(engine: Engine, run: Run, procedure: Procedure, *, user: str) -
     if not await engine.store.save_run(run, expected=[RunState.RUNNING]):
         raise Refused(f"Run `{run.id}` changed state meanwhile; nothing was cancelled.")
     await engine.audit(run, actor=user, action="cancelled", outcome="stops before its next step")
+    await engine.view.deliver_card(run, procedure)
     await engine.view.announce(run, procedure, "cancelled")
     return f"Run `{run.id}` stops before its next step; the step in progress finishes first."
 

@@ -8,7 +8,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from bot.engine.procedure import Risk
-from bot.errors import PermissionDenied
+from bot.errors import BotError, PermissionDenied
 
 logger = logging.getLogger(__name__)
 
@@ -57,18 +57,28 @@ class Policy:
         }
         self._groups = groups
 
-    async def role_of(self, user_id: str) -> Role | None:
-        """Return the highest role `user_id` has, directly or through a user group."""
-        for role in sorted(Role, reverse=True):
-            if await self._is_listed(user_id, self._members[role]):
-                return role
-        if not self._members[Role.VIEWER]:
-            return Role.VIEWER  # an empty VIEWERS lets every member read
-        return None
-
     async def has(self, user_id: str, role: Role) -> bool:
-        actual = await self.role_of(user_id)
-        return actual is not None and actual >= role
+        """Tell whether `user_id` has `role` or a higher one, directly or through a user group.
+
+        Direct listings are checked first, so an unreadable user group only matters for users
+        who could get the role through it alone; then the error is raised, never ignored.
+        """
+        if role is Role.VIEWER and not self._members[Role.VIEWER]:
+            return True  # an empty VIEWERS lets every member read
+        granting = [entry for level in Role if level >= role for entry in self._members[level]]
+        if user_id in granting:
+            return True
+
+        unreadable: BotError | None = None
+        for group in (entry for entry in granting if entry.startswith("S")):
+            try:
+                if user_id in await self._groups.members(group):
+                    return True
+            except BotError as error:
+                unreadable = error
+        if unreadable is not None:
+            raise unreadable
+        return False
 
     async def require(self, user_id: str, role: Role, *, action: str) -> None:
         """Raise PermissionDenied naming the role that `action` needs, unless the user has it."""
@@ -80,11 +90,3 @@ class Policy:
             role=role.label,
             hint=f"An admin can add you, or a user group you are in, to {role.setting}.",
         )
-
-    async def _is_listed(self, user_id: str, entries: Sequence[str]) -> bool:
-        if user_id in entries:
-            return True
-        for entry in entries:
-            if entry.startswith("S") and user_id in await self._groups.members(entry):
-                return True
-        return False

@@ -216,7 +216,7 @@ class Engine:
         await self.store.save_run(run, owner=None, lease_expires=None)
         await self.store.release_locks(run.id)
         logger.info("Run %s stopped before its next step: it was cancelled", run.id)
-        await self.view.card_final(run, procedure)
+        await self.view.deliver_card(run, procedure)
 
     def _skip_pending(self, run: Run, reason: str) -> None:
         for record in run.steps:
@@ -340,7 +340,7 @@ class Engine:
             return
         await self.audit(run, actor=BOT_ACTOR, action="approval_requested", detail={"digest": digest, "plan": plan.summary})
         logger.info("Run %s waits for %s (digest %s)", run.id, _approvals(needed), digest[:12])
-        self.view.card_changed(run, procedure)
+        await self.view.deliver_card(run, procedure)
         await self.view.announce(run, procedure, "requested")
 
     # Ending
@@ -365,7 +365,7 @@ class Engine:
         self.metrics.runs.labels(procedure=run.procedure, state=state.value).inc()
         self.metrics.run_duration.labels(procedure=run.procedure).observe((run.finished_at - run.created_at).total_seconds())
         logger.info("Run %s ended: %s (%s)", run.id, state.value, outcome)
-        await self.view.card_final(run, procedure)
+        await self.view.deliver_card(run, procedure)
         await self.view.announce(run, procedure, state.value)
         return True
 

@@ -42,14 +42,14 @@ class Upkeep:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
-    async def stop(self) -> None:
+    async def stop(self, *, release_leadership: bool = True) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self.is_leader:
+        if self.is_leader and release_leadership:
             await self.engine.store.release_lease(LEADER_LEASE, self.engine.replica_id)
-            self.is_leader = False
+        self.is_leader = False
 
     async def _loop(self) -> None:
         while True:

@@ -17,8 +17,11 @@ class RunView(Protocol):
         """Schedule a card update; updates close together are coalesced into one."""
         ...
 
-    async def card_final(self, run: Run, procedure: Procedure) -> None:
-        """Deliver the run's final card, retrying until Slack takes it or the retries run out."""
+    async def deliver_card(self, run: Run, procedure: Procedure) -> None:
+        """Deliver the card's current state now (a final state, or a request for approval).
+
+        Retries until Slack takes it or the retries run out.
+        """
         ...
 
     async def post_detail(self, run: Run, *, title: str, text: str) -> None:

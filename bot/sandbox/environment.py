@@ -90,6 +90,8 @@ class Sandbox:
     timing: EngineTiming = field(default_factory=EngineTiming)
     clock: Callable[[], float] = time.time
     replica_id: str | None = None
+    on_bot_start: list[Callable[[Runtime], None]] = field(default_factory=list)
+    card_interval: float = 1.0
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     users: SandboxUsers = field(default_factory=SandboxUsers)
 
@@ -145,13 +147,20 @@ class Sandbox:
         # Explicit values win over the environment, so a developer's .env cannot leak in.
         self.settings = Settings(_env_file=None, **values)
 
+        await self._start_bot()
+        logger.info("Sandbox started (%s mode)", self.via)
+
+    async def _start_bot(self) -> None:
         self.runtime = await Runtime.create(
             self.settings,
             target_timeout=self.target_timeout,
             timing=self.timing,
             clock=self.clock,
             replica_id=self.replica_id,
+            card_interval=self.card_interval,
         )
+        for hook in self.on_bot_start:
+            hook(self.runtime)
         if self.via == "socket":
             self._socket_handler = await start_socket(self.runtime)
             await self.slack.wait_for_socket_client()
@@ -163,7 +172,30 @@ class Sandbox:
                 signing_secret=SIGNING_SECRET,
                 events_url=f"http://127.0.0.1:{port}/slack/events",
             )
-        logger.info("Sandbox started (%s mode)", self.via)
+
+    async def restart_bot(self, *, crash: bool = False) -> None:
+        """Stop the bot and start it again on the same store, Slack simulator and fakes.
+
+        With `crash`, executing runs are abandoned where they are (as a killed process leaves
+        them), and the new bot is another replica.
+        """
+        await self._stop_bot(crash=crash)
+        if crash:
+            self.replica_id = None
+        await self._start_bot()
+
+    async def _stop_bot(self, *, crash: bool = False) -> None:
+        if hasattr(self, "_socket_handler"):
+            await self._socket_handler.close_async()
+            del self._socket_handler
+        if hasattr(self, "_http_runner"):
+            await self._http_runner.cleanup()
+            del self._http_runner
+        if hasattr(self, "runtime"):
+            if crash:
+                await self.runtime.upkeep.stop(release_leadership=False)
+            await self.runtime.close()
+            del self.runtime
 
     async def command(
         self,
@@ -184,12 +216,7 @@ class Sandbox:
     async def stop(self) -> None:
         if hasattr(self, "slack"):
             self.slack.release()
-        if hasattr(self, "_socket_handler"):
-            await self._socket_handler.close_async()
-        if hasattr(self, "_http_runner"):
-            await self._http_runner.cleanup()
-        if hasattr(self, "runtime"):
-            await self.runtime.close()
+        await self._stop_bot()
         for server in reversed(self._started):
             await server.stop()
 

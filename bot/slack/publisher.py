@@ -131,7 +131,7 @@ class SlackRunView:
             self._metrics.slack_errors.labels(method="chat.update", error=str(error.response.get("error"))).inc()
             raise
 
-    async def card_final(self, run: Run, procedure: Procedure) -> None:
+    async def deliver_card(self, run: Run, procedure: Procedure) -> None:
         if run.message_ts is None:
             return
         flusher = self._flushers.pop(run.id, None)
