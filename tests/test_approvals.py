@@ -37,7 +37,7 @@ async def bot(state_url: str, clock: ShiftedClock) -> AsyncIterator[Sandbox]:
     sandbox = Sandbox(
         state_url=state_url,
         clock=clock,
-        timing=EngineTiming(lease_seconds=2.0, heartbeat_seconds=0.5, tick_seconds=3600),
+        timing=EngineTiming(lease_seconds=2.0, tick_seconds=3600),
         on_bot_start=[approval_procedures.install],
         card_interval=0.05,
         settings_overrides={"approvers": ["U0APPROVER1", "U0APPROVER2", "S0APPROVERS"]},

@@ -20,7 +20,7 @@ async def bot(state_url: str) -> AsyncIterator[Sandbox]:
     DEPLOYMENTS.clear()
     sandbox = Sandbox(
         state_url=state_url,
-        timing=EngineTiming(lease_seconds=0.6, heartbeat_seconds=0.2, tick_seconds=0.2),
+        timing=EngineTiming(lease_seconds=0.6, tick_seconds=0.2),
         on_bot_start=[approval_procedures.install],
         card_interval=0.05,
     )

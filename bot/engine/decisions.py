@@ -84,7 +84,8 @@ async def _approve(engine: Engine, run: Run, procedure: Procedure, *, user: str,
     run.approvals = approvers
     needed = procedure.risk.approvals_needed
     if len(approvers) < needed:
-        await engine.store.save_run(run, expected=[RunState.WAITING])
+        if not await engine.store.save_run(run, expected=[RunState.WAITING]):
+            return f"Approved. Run `{run.id}` is already on its way."
         await engine.view.deliver_card(run, procedure)
         return f"Approved. Run `{run.id}` needs {needed - len(approvers)} more approval from another approver."
 

@@ -37,10 +37,12 @@ BOT_ACTOR = "meridian-bot"
 
 @dataclass(frozen=True)
 class EngineTiming:
-    """How long a replica's claim on an executing run lasts, and how often it is renewed (seconds)."""
+    """How long a replica's claim on an executing run lasts, and how often upkeep renews it (seconds).
+
+    Each upkeep tick renews the leases, so `tick_seconds` must stay well below `lease_seconds`.
+    """
 
     lease_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
     tick_seconds: float = 5.0
 
 

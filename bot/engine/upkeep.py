@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from bot.engine.decisions import expire
 from bot.engine.run import RunState, StepState, utcnow
 from bot.engine.runner import BOT_ACTOR, Engine
+from bot.observability import context
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Upkeep:
         """End every run whose executing replica stopped renewing its lease; never re-run it."""
         engine = self.engine
         for run in await engine.store.runs_with_expired_lease(engine.clock()):
+            context.run_id.set(run.id)
             procedure = engine.procedure_for(run)
             for record in run.steps:
                 if record.state is StepState.RUNNING:
