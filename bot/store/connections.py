@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +18,12 @@ from typing import Any, Protocol
 import aiosqlite
 import asyncpg
 
+logger = logging.getLogger(__name__)
+
 Row = tuple[Any, ...]
+# How long a SQLite statement waits for another connection's lock before failing, in seconds.
+SQLITE_BUSY_TIMEOUT = 10.0
+_WAL_RETRY_DELAY = 0.05
 _PLACEHOLDER = re.compile(r"\?")
 # Any fixed number works; all replicas must use the same one for the migration lock.
 MIGRATION_LOCK_KEY = 0x6D657269  # "meri"
@@ -75,11 +83,41 @@ class SqliteConnection:
     async def open(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        # The busy timeout comes first: switching to WAL needs a lock that another process
-        # opening or migrating the same file may hold, and without it SQLite fails at once.
-        await self._db.execute("PRAGMA busy_timeout=10000")
-        await self._db.execute("PRAGMA journal_mode=WAL")
+        db = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            await db.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            if self._path != ":memory:":
+                await self._use_wal(db)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+
+    async def _use_wal(self, db: aiosqlite.Connection) -> None:
+        """Switch the file to write-ahead logging, waiting for other connections that block it.
+
+        The switch needs an exclusive lock. When another connection opens or migrates the
+        same new file at the same time, SQLite can report "database is locked" at once instead
+        of waiting for the busy timeout, so this retries until that timeout has passed.
+        """
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+        while True:
+            try:
+                async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+                    row = await cursor.fetchone()
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(_WAL_RETRY_DELAY)
+                continue
+            mode = row[0] if row else None
+            if mode == "wal":
+                return
+            if time.monotonic() >= deadline:
+                # SQLite keeps the rollback journal. The store still works, with less concurrency.
+                logger.warning("SQLite file %s stayed in journal mode %s instead of WAL", self._path, mode)
+                return
+            await asyncio.sleep(_WAL_RETRY_DELAY)
 
     async def close(self) -> None:
         if self._db is not None:

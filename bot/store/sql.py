@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bot.engine.audit import AuditEntry
 from bot.engine.run import Run, RunState, utcnow
@@ -19,6 +19,16 @@ logger = logging.getLogger(__name__)
 _FINAL_STATES = tuple(state.value for state in RunState if state.is_final)
 # How many times `acquire_lock` re-reads a lock that other runs keep taking over.
 _LOCK_ATTEMPTS = 5
+
+
+def _timestamp(value: datetime) -> str:
+    """Format `value` as UTC ISO 8601 text with microseconds, so that text order is time order.
+
+    A naive datetime is taken to be UTC, the time zone of `utcnow`.
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _marks(count: int) -> str:
@@ -54,7 +64,7 @@ class SqlStore:
                     await session.execute(statement)
                 await session.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, utcnow().isoformat()),
+                    (version, name, _timestamp(utcnow())),
                 )
                 logger.info("Applied store migration %d (%s)", version, name)
 
@@ -71,8 +81,8 @@ class SqlStore:
                     run.state.value,
                     run.requester,
                     run.channel_id,
-                    run.created_at.isoformat(),
-                    utcnow().isoformat(),
+                    _timestamp(run.created_at),
+                    _timestamp(utcnow()),
                     dumps(run.to_json()),
                 ),
             )
@@ -87,7 +97,7 @@ class SqlStore:
         expires_at: float | None | Unchanged = UNCHANGED,
     ) -> bool:
         assignments = ["state = ?", "channel_id = ?", "updated_at = ?", "data = ?"]
-        params: list[object] = [run.state.value, run.channel_id, utcnow().isoformat(), dumps(run.to_json())]
+        params: list[object] = [run.state.value, run.channel_id, _timestamp(utcnow()), dumps(run.to_json())]
         for column, value in (("owner", owner), ("lease_expires", lease_expires), ("expires_at", expires_at)):
             if not isinstance(value, Unchanged):
                 assignments.append(f"{column} = ?")
@@ -98,7 +108,7 @@ class SqlStore:
         if expected is not None:
             states = [state.value for state in expected]
             if not states:
-                # No stored state can match; PostgreSQL also rejects an empty IN ().
+                # No stored state can match, and PostgreSQL rejects an empty IN ().
                 return False
             query += f" AND state IN ({_marks(len(states))})"
             params.extend(states)
@@ -139,7 +149,7 @@ class SqlStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     secrets.token_hex(8),
-                    entry.at.isoformat(),
+                    _timestamp(entry.at),
                     entry.actor,
                     entry.action,
                     entry.run_id,
@@ -186,7 +196,7 @@ class SqlStore:
         async with self._connection.session() as session:
             inserted = await session.execute(
                 "INSERT INTO deliveries (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                (key, utcnow().isoformat()),
+                (key, _timestamp(utcnow())),
             )
         return inserted == 1
 
@@ -197,7 +207,7 @@ class SqlStore:
             inserted = await session.execute(
                 "INSERT INTO approvals (run_id, approver, digest, at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (run_id, approver) DO NOTHING",
-                (run_id, approver, digest, utcnow().isoformat()),
+                (run_id, approver, digest, _timestamp(utcnow())),
             )
         return inserted == 1
 
@@ -213,12 +223,12 @@ class SqlStore:
     async def acquire_lock(self, target: str, run_id: str) -> str | None:
         async with self._connection.transaction() as session:
             holder: str | None = None
-            # On PostgreSQL each statement sees the rows committed before it started, so the
-            # lock can change hands between these statements; each pass re-reads the holder.
+            # On PostgreSQL each statement reads the rows committed before it started, so the
+            # lock can change hands between these statements. Each pass reads the holder again.
             for _ in range(_LOCK_ATTEMPTS):
                 inserted = await session.execute(
                     "INSERT INTO locks (target, run_id, acquired_at) VALUES (?, ?, ?) ON CONFLICT (target) DO NOTHING",
-                    (target, run_id, utcnow().isoformat()),
+                    (target, run_id, _timestamp(utcnow())),
                 )
                 if inserted == 1:
                     return None
@@ -229,7 +239,7 @@ class SqlStore:
                     (target,),
                 )
                 if not rows:
-                    # The holder released the lock after the insert above; insert again.
+                    # The holder released the lock after the insert above, so insert again.
                     continue
                 holder, holder_state = rows[0]
                 if holder == run_id:
@@ -240,13 +250,13 @@ class SqlStore:
 
                 taken = await session.execute(
                     "UPDATE locks SET run_id = ?, acquired_at = ? WHERE target = ? AND run_id = ?",
-                    (run_id, utcnow().isoformat(), target, holder),
+                    (run_id, _timestamp(utcnow()), target, holder),
                 )
                 if taken == 1:
                     return None
-                # Another run took the lock over first; the next pass reads who holds it now.
-            # NOTE: reached only when the lock changed hands on every pass; the holder returned
-            # may have ended since, and the caller retries later as for any held lock.
+                # Another run took the lock over first, so the next pass reads the new holder.
+            # NOTE: reached only when the lock changed hands on every pass. The returned holder
+            # may have ended since, and the caller treats it as any held lock.
             logger.warning("Lock %s changed hands %d times while run %s acquired it", target, _LOCK_ATTEMPTS, run_id)
             return holder
 
