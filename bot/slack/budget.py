@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 
 class UpdateBudget:
     """At most `per_minute` acquisitions in any 60-second window, across every run card."""
 
-    def __init__(self, per_minute: int = 50, *, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int = 50,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._per_minute = per_minute
         self._clock = clock
+        self._sleep = sleep
         self._recent: deque[float] = deque()
         self._lock = asyncio.Lock()
 
@@ -25,4 +33,4 @@ class UpdateBudget:
                 if len(self._recent) < self._per_minute:
                     self._recent.append(now)
                     return
-                await asyncio.sleep(60 - (now - self._recent[0]))
+                await self._sleep(60 - (now - self._recent[0]))
