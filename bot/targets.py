@@ -10,6 +10,7 @@ import aiohttp
 from bot.clients.database import Database, MeridianDatabase
 from bot.clients.ethereum_rpc import EthereumRpc, EthereumRpcClient
 from bot.clients.frontend import Frontend, FrontendClient
+from bot.clients.kubernetes import Kubernetes, kubernetes_from_settings
 from bot.clients.meridian_api import MeridianApi, MeridianApiClient
 from bot.config import Settings
 from bot.observability.redaction import redactor
@@ -28,6 +29,7 @@ class Targets:
     database: Database | None = None
     rpc_primary: EthereumRpc | None = None
     rpc_backup: EthereumRpc | None = None
+    kubernetes: Kubernetes | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = HTTP_TIMEOUT_SECONDS) -> Targets:
@@ -83,10 +85,18 @@ class Targets:
                 timeout=timeout,
                 name="backup",
             )
+        targets.kubernetes = kubernetes_from_settings(
+            namespace=settings.kube_namespace,
+            deployment=settings.kube_deployment,
+            kubeconfig=settings.kubeconfig,
+            timeout=timeout,
+        )
         return targets
 
     async def close(self) -> None:
         if self.database is not None:
             await self.database.close()
+        if self.kubernetes is not None:
+            await self.kubernetes.close()
         if self.session is not None:
             await self.session.close()

@@ -24,6 +24,7 @@ import asyncpg
 from bot.config import Settings
 from bot.observability.logs import configure_logging
 from bot.sandbox.environment import OPS_CHANNEL, Sandbox
+from bot.sandbox.meridian_schema import SANDBOX_DATABASE, prepare_sandbox_database
 from bot.sandbox.scenarios import SCENARIOS
 from bot.sandbox.slack.records import Message, UploadedFile
 from bot.sandbox.text_render import mrkdwn_to_text, render_blocks
@@ -171,6 +172,15 @@ async def _database_available(url: str) -> bool:
     return True
 
 
+async def _seeded_database(server_url: str) -> str:
+    """Return the URL of the seeded sandbox database, or `server_url` when it cannot be prepared."""
+    try:
+        return await prepare_sandbox_database(server_url, timeout=DATABASE_PROBE_SECONDS)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        logger.warning("Could not prepare the sandbox database %s, using %s instead: %s", SANDBOX_DATABASE, server_url, error)
+        return server_url
+
+
 async def run_console(settings: Settings, *, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     stdin = stdin or sys.stdin
     out = out or sys.stdout
@@ -187,12 +197,14 @@ async def run_console(settings: Settings, *, stdin: TextIO | None = None, out: T
         banner = "Targets from your settings: " + ", ".join(name.upper() for name in configured) + "."
     else:
         database_url = SANDBOX_DATABASE_URL if await _database_available(SANDBOX_DATABASE_URL) else None
+        if database_url is not None:
+            database_url = await _seeded_database(database_url)
         sandbox = Sandbox(database_url=database_url)
         banner = (
             "No targets are configured, so this is the local sandbox: Slack, the Meridian API, the frontend "
             "and the Ethereum RPC nodes are simulated on 127.0.0.1"
             + (
-                f"; the database is the local PostgreSQL server."
+                "; the database is the local PostgreSQL server."
                 if database_url
                 else "; no PostgreSQL server answered on 127.0.0.1:5432, so the database is not configured."
             )

@@ -18,7 +18,9 @@ from bot.modes import start_http, start_socket
 from bot.runtime import Runtime
 from bot.sandbox.fakes.ethereum_rpc import FakeEthereumRpc
 from bot.sandbox.fakes.frontend import FakeFrontend
+from bot.sandbox.fakes.kubernetes import FakeKubernetes
 from bot.sandbox.fakes.meridian_api import FakeMeridianApi
+from bot.sandbox.meridian_schema import ApiSessions
 from bot.sandbox.slack.driver import Delivery, SlackDriver
 from bot.sandbox.slack.records import Message
 from bot.sandbox.text_render import message_text, mrkdwn_to_text
@@ -100,9 +102,12 @@ class Sandbox:
     frontend: FakeFrontend = field(init=False)
     rpc: FakeEthereumRpc = field(init=False)
     backup_rpc: FakeEthereumRpc = field(init=False)
+    kubernetes: FakeKubernetes = field(init=False)
     runtime: Runtime = field(init=False)
     driver: SlackDriver = field(init=False)
     settings: Settings = field(init=False)
+    # Database sessions that scenarios open in the name of the Meridian API; closed on stop.
+    api_sessions: ApiSessions | None = field(default=None, init=False)
 
     async def start(self) -> None:
         self.slack = FakeSlack()
@@ -110,10 +115,11 @@ class Sandbox:
         self.frontend = FakeFrontend()
         self.rpc = FakeEthereumRpc()
         self.backup_rpc = FakeEthereumRpc(start_block=19_000_000)
+        self.kubernetes = FakeKubernetes()
         self._started: list[Any] = []
         servers = [self.slack]
         if self.use_fake_targets:
-            servers += [self.api, self.frontend, self.rpc, self.backup_rpc]
+            servers += [self.api, self.frontend, self.rpc, self.backup_rpc, self.kubernetes]
         for server in servers:
             await server.start()
             self._started.append(server)
@@ -142,6 +148,7 @@ class Sandbox:
                 metrics_token=METRICS_TOKEN,
                 ethereum_rpc_url=self.rpc.base_url,
                 ethereum_backup_rpc_url=self.backup_rpc.base_url,
+                kubeconfig=self.kubernetes.kubeconfig_path,
             )
         values.update(self.settings_overrides)
         # Explicit values win over the environment, so a developer's .env cannot leak in.
@@ -216,6 +223,8 @@ class Sandbox:
     async def stop(self) -> None:
         if hasattr(self, "slack"):
             self.slack.release()
+        if self.api_sessions is not None:
+            await self.api_sessions.close()
         await self._stop_bot()
         for server in reversed(self._started):
             await server.stop()

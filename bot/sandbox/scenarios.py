@@ -6,6 +6,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.sandbox.environment import Sandbox
+from bot.sandbox.meridian_schema import ApiSessions
+
+IDLE_IN_TRANSACTION_SESSIONS = 3
 
 
 @dataclass(frozen=True)
@@ -28,15 +31,60 @@ def _modes(api: str = "healthy", frontend: str = "healthy", rpc: str = "healthy"
     return apply
 
 
+async def _close_api_sessions(sandbox: Sandbox) -> None:
+    if sandbox.api_sessions is not None:
+        await sandbox.api_sessions.close()
+
+
+async def _open_api_sessions(sandbox: Sandbox) -> None:
+    """Hold database sessions as a stuck API would: idle in transaction, and one long query."""
+    if sandbox.database_url is None:
+        return
+    await _close_api_sessions(sandbox)
+    sandbox.api_sessions = ApiSessions(url=sandbox.database_url)
+    for _ in range(IDLE_IN_TRANSACTION_SESSIONS):
+        await sandbox.api_sessions.idle_in_transaction()
+    await sandbox.api_sessions.sleeping()
+
+
+def _with_database(
+    apply_modes: Callable[[Sandbox], Awaitable[None]],
+    database: Callable[[Sandbox], Awaitable[None]],
+) -> Callable[[Sandbox], Awaitable[None]]:
+    async def apply(sandbox: Sandbox) -> None:
+        await apply_modes(sandbox)
+        await database(sandbox)
+
+    return apply
+
+
+def _pods(state: str, *, api: str = "healthy") -> Callable[[Sandbox], Awaitable[None]]:
+    """Switch the Kubernetes fake's deployment into `state`, and the API fake into `api`."""
+
+    async def apply(sandbox: Sandbox) -> None:
+        await _set_modes(sandbox, api=api, frontend="healthy", rpc="healthy")
+        sandbox.kubernetes.scenario(state)
+
+    return apply
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
-        Scenario("healthy", "every target answers normally", _modes()),
+        Scenario("healthy", "every target answers normally", _with_database(_pods("healthy"), _close_api_sessions)),
         Scenario("api-down", "the API refuses connections (INC-001)", _modes(api="down")),
         Scenario("api-slow", "the API answers after its timeout", _modes(api="slow")),
-        Scenario("pool-exhausted", "the API reports `database connection failed` (INC-002)", _modes(api="pool_exhausted")),
+        Scenario(
+            "pool-exhausted",
+            "the API reports `database connection failed` (INC-002), and the sandbox database has "
+            "sessions idle in transaction and a long pg_sleep query",
+            _with_database(_modes(api="pool_exhausted"), _open_api_sessions),
+        ),
         Scenario("rpc-down", "the primary Ethereum RPC refuses connections (INC-003)", _modes(rpc="down")),
         Scenario("rpc-stale", "the primary Ethereum RPC answers with an old block (INC-003)", _modes(rpc="stale")),
         Scenario("rate-limited", "the API answers 429 Too Many Requests (INC-004)", _modes(api="rate_limited")),
+        Scenario("crash-looping", "the API's pods are in CrashLoopBackOff and the API is down (INC-001)", _pods("crash-looping", api="down")),
+        Scenario("oom-killed", "the API's pods are OOMKilled and restart over and over", _pods("oom-killed", api="down")),
+        Scenario("bad-deploy", "a new revision's image cannot be pulled, so its rollout never progresses", _pods("bad-deploy")),
     )
 }
