@@ -70,6 +70,13 @@ async def check_config(settings: Settings, *, out: TextIO = sys.stdout) -> int:
         ping = await targets.database.ping()
         return f"PostgreSQL {ping.server_version}"
 
+    async def kubernetes_probe() -> str:
+        deployment = await targets.kubernetes.read_deployment()
+        return (
+            f"deployment {deployment.namespace}/{deployment.name} at revision {deployment.revision}, "
+            f"{deployment.ready_replicas}/{deployment.replicas} ready"
+        )
+
     async def rpc_probe(which: str) -> str:
         rpc = targets.rpc_primary if which == "primary" else targets.rpc_backup
         return f"block {await rpc.block_number():,}"
@@ -83,6 +90,7 @@ async def check_config(settings: Settings, *, out: TextIO = sys.stdout) -> int:
             _check("Database", database_probe if targets.database else None, "DATABASE_URL"),
             _check("Ethereum RPC (primary)", (lambda: rpc_probe("primary")) if targets.rpc_primary else None, "ETHEREUM_RPC_URL"),
             _check("Ethereum RPC (backup)", (lambda: rpc_probe("backup")) if targets.rpc_backup else None, "ETHEREUM_BACKUP_RPC_URL"),
+            _check("Kubernetes", kubernetes_probe if targets.kubernetes else None, "KUBECONFIG or in-cluster service account"),
         )
     finally:
         await targets.close()

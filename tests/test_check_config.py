@@ -19,6 +19,7 @@ async def test_all_targets_answer(sandbox: Sandbox) -> None:
     assert "ok   Meridian API: /health says ok" in report
     assert "ok   Database: PostgreSQL 15" in report
     assert "ok   Ethereum RPC (primary): block 19,000,000" in report
+    assert "ok   Kubernetes: deployment meridian/meridian-api at revision" in report
     assert "Every configured target answered." in report
 
 

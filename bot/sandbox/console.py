@@ -33,7 +33,14 @@ logger = logging.getLogger(__name__)
 
 SANDBOX_DATABASE_URL = os.environ.get("SANDBOX_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DATABASE_PROBE_SECONDS = 2.0
-_TARGET_SETTINGS = ("meridian_api_url", "meridian_frontend_url", "database_url", "ethereum_rpc_url", "ethereum_backup_rpc_url")
+_TARGET_SETTINGS = (
+    "meridian_api_url",
+    "meridian_frontend_url",
+    "database_url",
+    "ethereum_rpc_url",
+    "ethereum_backup_rpc_url",
+    "kubeconfig",
+)
 
 
 class Console:
@@ -200,14 +207,14 @@ async def run_console(settings: Settings, *, stdin: TextIO | None = None, out: T
         if database_url is not None:
             database_url = await _seeded_database(database_url)
         sandbox = Sandbox(database_url=database_url)
+        if database_url is None:
+            database_note = "No PostgreSQL server answered on 127.0.0.1:5432, so the database is not configured."
+        else:
+            database_name = database_url.rsplit("/", 1)[-1]
+            database_note = f"The database is {database_name} on the local PostgreSQL server."
         banner = (
-            "No targets are configured, so this is the local sandbox: Slack, the Meridian API, the frontend "
-            "and the Ethereum RPC nodes are simulated on 127.0.0.1"
-            + (
-                "; the database is the local PostgreSQL server."
-                if database_url
-                else "; no PostgreSQL server answered on 127.0.0.1:5432, so the database is not configured."
-            )
+            "No targets are configured, so this is the local sandbox: Slack, the Meridian API, the frontend, "
+            "the Ethereum RPC nodes and the Kubernetes API are simulated on 127.0.0.1. " + database_note
         )
 
     await sandbox.start()
