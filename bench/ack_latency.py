@@ -5,16 +5,18 @@ sandbox (fake Slack, fake targets, in-memory SQLite state store, no database). T
 a Bolt app that only acks (see `bench.baseline`). Latency is the driver's `Delivery.elapsed`:
 from sending the request to reading the HTTP 200.
 
-Commands go out in batches that alternate between the apps in ABBA order. Before each batch
-the benchmark waits until every run started by earlier bot commands has finished its steps, so
-the bot's background work of one batch does not slow down the next batch of either app.
+Commands go out in batches that alternate between the apps in ABBA order. After each bot batch
+the benchmark waits until every run it started has finished its steps, so the bot's work after
+the ack slows down the acks of its own batch but not the next batch of either app. It does not
+wait for the final card updates, because the bot paces those to 50 a minute and waiting would
+take minutes per batch. Those updates are cheap and spread out, and they all end before the
+benchmark stops (see `estimate_drain_timeout`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import math
 import time
 from collections import Counter
@@ -24,21 +26,20 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench.baseline import BaselineApp
+from bench.gc_pauses import GcPauses, GcSummary
 from bench.stats import Sample
 from bot.engine.run import Run, RunState, StepState
 from bot.sandbox.environment import OPS_CHANNEL, Sandbox
 from bot.sandbox.slack.driver import SlackDriver
 from bot.slack.budget import UpdateBudget
 
-logger = logging.getLogger(__name__)
-
 BOT = "bot"
 BASELINE = "baseline"
 APPS = (BOT, BASELINE)
 COMMAND_TEXT = "health"
 
-# Every health step ends within the sandbox's target timeout (5 s by default), so a bot that
-# has not settled after this long has a stuck run.
+# Each health step times out after 15 s (procedures/health.py), so a bot that has not settled
+# after this long has a stuck run.
 SETTLE_TIMEOUT_SECONDS = 60.0
 SETTLE_POLL_SECONDS = 0.05
 DRAIN_PROGRESS_SECONDS = 30.0
@@ -50,7 +51,7 @@ Progress = Callable[[str], None]
 
 
 class BenchmarkError(Exception):
-    """The benchmark could not finish: the bot did not settle between batches."""
+    """The benchmark could not finish because the bot did not complete its runs in time."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class Batch:
 class BatchResult:
     app: str
     samples: list[Sample]
+    cpu_seconds: float
+    """CPU time of this process (driver, app and fakes) from the first request to the last response,
+    and for a bot batch on until its runs finished their steps."""
+    gc: GcSummary
+    """Garbage collections from the first request to the last response."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,9 @@ class BenchResult:
 
     def samples(self, app: str) -> list[Sample]:
         return [sample for batch in self.batches if batch.app == app for sample in batch.samples]
+
+    def cpu_seconds(self, app: str) -> float:
+        return sum(batch.cpu_seconds for batch in self.batches if batch.app == app)
 
     @property
     def failures(self) -> list[Sample]:
@@ -127,19 +136,22 @@ async def run_benchmark(config: BenchConfig, *, progress: Progress) -> BenchResu
         bot_runs = sum(sample.ok for sample in warmup_samples if sample.app == BOT)
         warmup_drained, _ = await wait_until_idle(sandbox, timeout=estimate_drain_timeout(bot_runs), progress=progress)
         if not warmup_drained:
-            raise BenchmarkError("The bot did not finish the warm-up runs in time.")
+            raise BenchmarkError(f"The bot did not finish its {bot_runs} warm-up runs in time; its log above may say why.")
         warmup_run_ids = {run.id for run in await sandbox.runtime.store.list_runs(limit=bot_runs + 1)}
         calls_before = len(sandbox.slack.calls)
 
         schedule = alternating_batches(config.commands, config.batch_size)
         results: list[BatchResult] = []
         for number, batch in enumerate(schedule, start=1):
-            await wait_until_settled(sandbox, expected_runs=bot_runs)
             progress(f"Batch {number} of {len(schedule)}: {batch.size} commands to the {batch.app}")
-            samples = await send(batch)
-            results.append(BatchResult(app=batch.app, samples=samples))
+            cpu_started = time.process_time()
+            with GcPauses() as pauses:
+                samples = await send(batch)
             if batch.app == BOT:
                 bot_runs += sum(sample.ok for sample in samples)
+                await wait_until_settled(sandbox, expected_runs=bot_runs)
+            cpu_seconds = time.process_time() - cpu_started
+            results.append(BatchResult(app=batch.app, samples=samples, cpu_seconds=cpu_seconds, gc=pauses.summary()))
 
         drain_timeout = config.drain_timeout or estimate_drain_timeout(bot_runs)
         progress(f"Waiting up to {drain_timeout:.0f} s for the bot to finish its {bot_runs} runs")
@@ -162,7 +174,7 @@ async def run_benchmark(config: BenchConfig, *, progress: Progress) -> BenchResu
 def alternating_batches(commands: int, batch_size: int) -> list[Batch]:
     """Split `commands` per app into batches in ABBA order: bot, baseline, baseline, bot, and so on.
 
-    The order flips every round, so neither app always runs right after the settle pause.
+    The order flips every round, so neither app always goes first.
     """
     sizes = [batch_size] * (commands // batch_size)
     if commands % batch_size:
@@ -191,38 +203,47 @@ async def send_batch(
             try:
                 delivery = await driver.command(COMMAND_TEXT, user_id=user_id, channel_id=OPS_CHANNEL)
             except (aiohttp.ClientError, TimeoutError) as error:
-                return Sample(app=app, status=None, elapsed=None, error=f"{type(error).__name__}: {error}")
-        error = None if delivery.status == 200 else f"HTTP {delivery.status}: {delivery.body[:200]!r}"
-        return Sample(app=app, status=delivery.status, elapsed=delivery.elapsed, error=error)
+                reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                return Sample(app=app, status=None, elapsed=None, error=reason)
+        failure = None if delivery.status == 200 else f"HTTP {delivery.status}: {delivery.body[:200]!r}"
+        return Sample(app=app, status=delivery.status, elapsed=delivery.elapsed, error=failure)
 
     return list(await asyncio.gather(*(send_one() for _ in range(size))))
 
 
 async def wait_until_settled(sandbox: Sandbox, *, expected_runs: int) -> None:
-    """Wait until the bot has recorded `expected_runs` runs and each has finished its steps.
+    """Wait until the bot has stored `expected_runs` runs and each has finished its steps.
 
     What the bot may still do then is the final card update of each run, which it paces with
     its chat.update budget. Raises BenchmarkError after SETTLE_TIMEOUT_SECONDS.
     """
-    runs: Sequence[Run] = []
+    store = sandbox.runtime.store
+    stored = 0
+    busy_runs: Sequence[Run] = []
     for _ in range(math.ceil(SETTLE_TIMEOUT_SECONDS / SETTLE_POLL_SECONDS)):
-        runs = await sandbox.runtime.store.list_runs(limit=expected_runs + 1)
-        busy_runs = [run for run in runs if not _steps_finished(run)]
-        if len(runs) >= expected_runs and not busy_runs:
-            return
+        # Most polls read only the running runs, which is cheap. The decision reads every run at
+        # once, because a run stored between two queries would otherwise be missed.
+        running = await store.list_runs(states=[RunState.RUNNING], limit=expected_runs + 1)
+        busy_runs = [run for run in running if not _steps_finished(run)]
+        if not busy_runs:
+            runs = await store.list_runs(limit=expected_runs + 1)
+            stored = len(runs)
+            busy_runs = [run for run in runs if not _steps_finished(run)]
+            if stored >= expected_runs and not busy_runs:
+                return
         await asyncio.sleep(SETTLE_POLL_SECONDS)
 
-    busy_runs = [run.id for run in runs if not _steps_finished(run)]
-    raise BenchmarkError(
-        f"The bot did not settle within {SETTLE_TIMEOUT_SECONDS:g} s: it recorded {len(runs)} of "
-        f"{expected_runs} runs, and these still have steps running: {', '.join(busy_runs[:10]) or 'none'}."
-    )
+    if busy_runs:
+        detail = f"{len(busy_runs)} runs still have steps running, for example {', '.join(run.id for run in busy_runs[:10])}"
+    else:
+        detail = f"it stored {stored} of the {expected_runs} runs that the acked commands should have started"
+    raise BenchmarkError(f"The bot did not settle within {SETTLE_TIMEOUT_SECONDS:g} s: {detail}.")
 
 
 async def wait_until_idle(sandbox: Sandbox, *, timeout: float, progress: Progress) -> tuple[bool, float]:
     """Wait until the bot has no executing run; return whether it got there and the seconds waited.
 
-    Reports the number of running runs every DRAIN_PROGRESS_SECONDS.
+    Reports progress every DRAIN_PROGRESS_SECONDS.
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -234,8 +255,9 @@ async def wait_until_idle(sandbox: Sandbox, *, timeout: float, progress: Progres
             async with asyncio.timeout(min(DRAIN_PROGRESS_SECONDS, remaining)):
                 await sandbox.runtime.engine.wait_idle()
         except TimeoutError:
-            running = await sandbox.runtime.store.list_runs(states=[RunState.RUNNING], limit=1_000_000)
-            progress(f"  {len(running)} runs still running after {time.monotonic() - started:.0f} s")
+            # Runs are stored as completed before their final card update, so count those updates instead.
+            updates = len(sandbox.slack.calls_to("chat.update"))
+            progress(f"  still busy after {time.monotonic() - started:.0f} s; chat.update calls so far: {updates}")
             continue
         return True, time.monotonic() - started
     return False, time.monotonic() - started
@@ -244,8 +266,10 @@ async def wait_until_idle(sandbox: Sandbox, *, timeout: float, progress: Progres
 def estimate_drain_timeout(runs: int) -> float:
     """Estimate how long `runs` health runs take to post their final cards, in seconds.
 
-    Each run ends with one chat.update, and the bot allows `per_minute` of those in any
-    60-second window (UpdateBudget's default), so the last card can come minutes after the ack.
+    Each run ends with one chat.update (a run slower than the card interval also gets one
+    before), and the bot allows `per_minute` of those in any 60-second window (UpdateBudget's
+    default), so the last card can come minutes after the ack. DRAIN_MARGIN_SECONDS leaves room
+    for those extra updates and for the steps themselves.
     """
     # NOTE: this reads UpdateBudget's default; a runtime built with another budget needs --drain-timeout.
     per_minute = inspect.signature(UpdateBudget).parameters["per_minute"].default

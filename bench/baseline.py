@@ -96,7 +96,7 @@ def _build_ack_only_app(slack: FakeSlack) -> AsyncApp:
         client=client,
         signing_secret=SIGNING_SECRET,
         authorize=authorize,
-        # The bot's setting: Bolt answers as soon as ack() is called, while the listener goes on.
+        # The bot's setting: Bolt sends the HTTP response once ack() is called, and the listener keeps running.
         process_before_response=False,
         logger=logging.getLogger("slack_bolt.bench_baseline"),
     )

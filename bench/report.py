@@ -11,29 +11,47 @@ from bench.stats import LatencySummary, summarize
 def render_report(result: BenchResult) -> str:
     config = result.config
     summaries = {app: summarize(app, result.samples(app)) for app in APPS}
-    lines = [
+    title = (
         f"Ack latency of `/meridian health`: {config.commands} commands per app in batches of "
         f"{config.batch_size}, at most {config.concurrency} in flight "
-        f"(after {config.warmup} warm-up commands per app, not counted)",
+        f"(after {config.warmup} warm-up commands per app, not counted)"
+    )
+    lines = [
+        title,
         "",
-        f"{'app':<14}{'sent':>6}{'200':>6}{'failed':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+        f"{'app':<14}{'sent':>6}{'200':>6}{'failed':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU ms/cmd':>12}",
     ]
-    lines.extend(_summary_row(summaries[app]) for app in APPS)
+    for app in APPS:
+        cpu_per_command = result.cpu_seconds(app) / max(summaries[app].sent, 1)
+        lines.append(_summary_row(summaries[app], cpu_per_command))
     lines.append(_ratio_row(summaries[BOT], summaries[BASELINE]))
 
-    lines += ["", "Batches in the order sent (p50 / p99 ms):"]
+    lines += [
+        "",
+        "Batches in the order sent: p50 / p99 ms, CPU ms per command, garbage collections while",
+        "the batch was in flight (count, full collections, longest pause):",
+    ]
     for number, batch in enumerate(result.batches, start=1):
         summary = summarize(batch.app, batch.samples)
-        lines.append(f"  {number:>2} {batch.app:<9}{_ms(summary.p50):>7} / {_ms(summary.p99)}")
+        cpu_per_command = batch.cpu_seconds / max(summary.sent, 1)
+        lines.append(
+            f"  {number:>2} {batch.app:<9}{_ms(summary.p50):>7} / {_ms(summary.p99):<7}"
+            f"CPU {_ms(cpu_per_command):>5}   GC {batch.gc.collections:>3}, full {batch.gc.full_collections}, "
+            f"longest {_ms(batch.gc.longest)} ms"
+        )
+    lines += [
+        "CPU is this process's CPU time (driver, app and fakes) from the first request of a batch to",
+        "the last response, and for a bot batch on until every run it started had finished its steps.",
+    ]
 
     lines += ["", *_failure_lines(result), "", *_bot_work_lines(result)]
     return "\n".join(lines)
 
 
-def _summary_row(summary: LatencySummary) -> str:
+def _summary_row(summary: LatencySummary, cpu_per_command: float) -> str:
     return (
         f"{summary.app:<14}{summary.sent:>6}{summary.ok:>6}{summary.failed:>8}"
-        f"{_ms(summary.p50):>9}{_ms(summary.p99):>9}{_ms(summary.max):>9}"
+        f"{_ms(summary.p50):>9}{_ms(summary.p99):>9}{_ms(summary.max):>9}{_ms(cpu_per_command):>12}"
     )
 
 
