@@ -1,5 +1,7 @@
 """`python -m bench`: run the ack-latency benchmark and print its report.
 
+`python -m bench backup-memory` runs the backup memory benchmark instead (bench/backup_memory.py).
+
 Exit status: 0 when every request got HTTP 200 and the bot finished its runs, 1 when not,
 2 when the benchmark could not finish.
 """
@@ -16,6 +18,11 @@ from bot.observability.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["backup-memory"]:
+        from bench import backup_memory
+
+        return backup_memory.main(arguments[1:])
     args = _parse_args(argv)
     config = BenchConfig(
         commands=args.commands,
