@@ -49,12 +49,34 @@ class ApiHealth:
         return self.status == "ok"
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitHeaders:
+    """The x-ratelimit headers of one API response; a header that was missing or not a number is None.
+
+    `reset` is the header's raw number: the API's documentation does not say whether it counts
+    seconds until the window resets or a Unix time, so it is shown as sent.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset: int | None
+    retry_after: str | None
+    http_status: int
+    path: str
+
+    @property
+    def is_rate_limited(self) -> bool:
+        return self.http_status == 429 or self.remaining == 0
+
+
 class MeridianApi(Protocol):
     """The Meridian API as the procedures use it."""
 
     async def health(self) -> ApiHealth: ...
 
     async def metrics_text(self) -> str: ...
+
+    async def rate_limit_headers(self) -> RateLimitHeaders: ...
 
 
 class MeridianApiClient:
@@ -141,6 +163,22 @@ class MeridianApiClient:
                 f'"{excerpt(reply.body, secrets=self._secrets())}"',
             ) from exc
 
+    async def rate_limit_headers(self) -> RateLimitHeaders:
+        """Send `GET /health` and return its x-ratelimit headers, as `curl -v` shows them.
+
+        Any HTTP status is a result here, 429 included; only a failed request raises.
+        """
+        path = "/health"
+        reply = await self._get(path)
+        return RateLimitHeaders(
+            limit=_header_int(reply, "x-ratelimit-limit"),
+            remaining=_header_int(reply, "x-ratelimit-remaining"),
+            reset=_header_int(reply, "x-ratelimit-reset"),
+            retry_after=reply.headers.get("Retry-After"),
+            http_status=reply.status,
+            path=path,
+        )
+
     async def _get(self, path: str, *, headers: dict[str, str] | None = None) -> HttpReply:
         return await send_request(
             self._session,
@@ -182,3 +220,8 @@ def _optional_field(payload: dict[str, Any], name: str, kind: type[_T]) -> _T | 
     if not isinstance(value, kind) or is_boolean_for_count:
         raise ValueError(f"{name} is a JSON {json_type_name(value)}")
     return value
+
+
+def _header_int(reply: HttpReply, name: str) -> int | None:
+    value = reply.headers.get(name, "").strip()
+    return int(value) if value.isdigit() else None

@@ -1,0 +1,1 @@
+"""Background watches the scheduler leader runs: the health monitor."""
