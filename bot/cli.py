@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -13,6 +14,8 @@ from bot.config import Mode, Settings, SettingsError, load_settings
 from bot.observability.logs import configure_logging
 
 EXIT_SETTINGS = 2
+# Kubernetes sends SIGTERM and waits 30 s by default before SIGKILL; runs get most of that.
+SHUTDOWN_GRACE_SECONDS = 20.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,10 +66,11 @@ async def _serve(settings: Settings, *, host: str, stop: asyncio.Event) -> None:
     from bot.runtime import Runtime
 
     runtime = await Runtime.create(settings)
+    _freeze_start_up_objects()
     try:
         await serve(runtime, host=host, port=settings.port, stop=stop)
     finally:
-        await runtime.close()
+        await runtime.close(grace_seconds=SHUTDOWN_GRACE_SECONDS)
 
 
 async def _socket(settings: Settings, *, stop: asyncio.Event) -> None:
@@ -74,10 +78,18 @@ async def _socket(settings: Settings, *, stop: asyncio.Event) -> None:
     from bot.runtime import Runtime
 
     runtime = await Runtime.create(settings)
+    _freeze_start_up_objects()
     try:
         await socket(runtime, stop=stop)
     finally:
-        await runtime.close()
+        await runtime.close(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+
+
+def _freeze_start_up_objects() -> None:
+    # The imported libraries leave about 140,000 tracked objects; a full collection walking them
+    # paused the event loop for 25-50 ms in the ack benchmark. Frozen, collections skip them.
+    gc.collect()
+    gc.freeze()
 
 
 def _run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.durations import parse_duration
@@ -15,6 +15,24 @@ from bot.errors import UsageError
 
 IdList = Annotated[list[str], NoDecode]
 Mode = Literal["serve", "socket", "shell", "check-config", "runbook"]
+
+
+class OncallContact(BaseModel):
+    """One row of the emergency contact table; `slack` is a user (U…) or user-group (S…) id to mention."""
+
+    role: str
+    contact: str
+    escalation: str
+    slack: str | None = None
+
+
+# The runbook's emergency contact table; the addresses are set through ONCALL_CONTACTS.
+DEFAULT_ONCALL_CONTACTS = [
+    OncallContact(role="On-Call Engineer", contact="PagerDuty", escalation="Immediate"),
+    OncallContact(role="Backend Lead", contact="not configured", escalation="5 minutes"),
+    OncallContact(role="Security Lead", contact="not configured", escalation="Security issues"),
+    OncallContact(role="Database Admin", contact="not configured", escalation="Database issues"),
+]
 
 
 class Settings(BaseSettings):
@@ -75,6 +93,12 @@ class Settings(BaseSettings):
     pauser_key: SecretStr | None = None
     chain_id: int | None = Field(default=None, ge=1)
 
+    oncall_contacts: list[OncallContact] = Field(default_factory=lambda: list(DEFAULT_ONCALL_CONTACTS))
+    slack_workspace_url: str | None = None
+    api_key_salt_notice: timedelta = timedelta(hours=24)
+    rotation_watch: timedelta = timedelta(minutes=3)
+    api_database_group_role: str = "meridian_api"
+
     @field_validator("viewers", "operators", "approvers", "admins", "rds_security_group_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
@@ -90,7 +114,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"`{item}` is not a Slack user id (U…/W…) or user-group id (S…)")
         return value
 
-    @field_validator("approval_ttl", "rpo", "health_poll_interval", mode="before")
+    @field_validator("approval_ttl", "rpo", "health_poll_interval", "api_key_salt_notice", "rotation_watch", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -114,7 +138,7 @@ class Settings(BaseSettings):
             raise ValueError(f"`{value}` is not a five-field cron expression")
         return value
 
-    @field_validator("slack_api_url", "meridian_api_url", "meridian_frontend_url", "aws_endpoint_url", "pagerduty_events_url")
+    @field_validator("slack_api_url", "meridian_api_url", "meridian_frontend_url", "aws_endpoint_url", "pagerduty_events_url", "slack_workspace_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -150,6 +174,29 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST/DATABASE")
         return value
 
+    @field_validator("api_key_salt_notice", "rotation_watch")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("contract_address")
+    @classmethod
+    def _check_contract_address(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) != 42 or not value.startswith("0x") or any(c not in "0123456789abcdefABCDEF" for c in value[2:]):
+            raise ValueError("must be a 0x-prefixed address of 40 hexadecimal digits")
+        return value
+
+    @field_validator("api_database_group_role")
+    @classmethod
+    def _check_role_name(cls, value: str) -> str:
+        if not value or len(value) > 40 or not all(c.islower() or c.isdigit() or c == "_" for c in value) or value[0].isdigit():
+            raise ValueError("must be a PostgreSQL role name of lower-case letters, digits and _ (at most 40 characters)")
+        return value
+
     @property
     def slack_api_base_url(self) -> str:
         return self.slack_api_url if self.slack_api_url.endswith("/") else self.slack_api_url + "/"
@@ -171,6 +218,11 @@ _FIXES = {
     "DATABASE_URL": "use postgresql://user:password@host:5432/dbname",
     "LOG_FORMAT": "use json or text",
     "LOG_LEVEL": "use DEBUG, INFO, WARNING or ERROR",
+    "ONCALL_CONTACTS": 'write a JSON list such as [{"role": "Security Lead", "contact": "security@example.com", "escalation": "Security issues", "slack": "S0SECURITY"}]',
+    "API_KEY_SALT_NOTICE": "write a duration such as 24h",
+    "ROTATION_WATCH": "write a duration such as 3m",
+    "API_DATABASE_GROUP_ROLE": "name the NOLOGIN role that holds the API's privileges, such as meridian_api",
+    "CONTRACT_ADDRESS": "write the contract's address, such as 0x5FbDB2315678afecb367f032d93F642f64180aa3",
 }
 
 _REQUIRED_BY_MODE: dict[str, tuple[str, ...]] = {

@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.engine.catalog import Catalog
 from bot.engine.policy import Policy
 from bot.engine.runner import Engine, EngineTiming
+from bot.clients.incident_channel import SlackIncidentNotifier
 from bot.engine.upkeep import Upkeep
 from bot.observability.metrics import BotMetrics
 from bot.slack.app import BotIdentity, build_app, identify
@@ -25,6 +26,8 @@ from bot.store import open_store_for
 from bot.store.base import Store
 from bot.targets import HTTP_TIMEOUT_SECONDS, Targets
 from procedures import build_catalog
+from procedures.backups_schedule import BackupSchedule
+from bot.monitor.health import HealthMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Runtime:
     app: AsyncApp
 
     upkeep: Upkeep
+    backup_schedule: BackupSchedule | None = None
+    health_monitor: HealthMonitor | None = None
 
     @classmethod
     async def create(
@@ -100,7 +105,20 @@ class Runtime:
             clock=clock,
             timing=timing,
         )
-        upkeep = Upkeep(engine)
+        targets.backups.metrics = metrics
+        if settings.incident_channel:
+            targets.backups.incident = SlackIncidentNotifier(client, channel=settings.incident_channel)
+        backup_schedule = BackupSchedule(
+            cron=settings.backup_verify_schedule, rpo=settings.rpo, targets=targets.backups, clock=clock
+        )
+        # The health monitor is a leader job, so only one replica polls and posts.
+        health_monitor = HealthMonitor(
+            targets=targets,
+            notifier=SlackIncidentNotifier(client, channel=settings.incident_channel) if settings.incident_channel else None,
+            clock=clock,
+            interval=settings.health_poll_interval.total_seconds(),
+        )
+        upkeep = Upkeep(engine, jobs=[*backup_schedule.jobs(), *health_monitor.jobs()])
         upkeep.start()
 
         signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
@@ -123,10 +141,16 @@ class Runtime:
             catalog=catalog,
             app=app,
             upkeep=upkeep,
+            backup_schedule=backup_schedule,
+            health_monitor=health_monitor,
         )
 
-    async def close(self) -> None:
+    async def close(self, *, grace_seconds: float = 0.0) -> None:
+        """Stop everything; runs and requests in hand get `grace_seconds` to finish first."""
+        await self.engine.shutdown(grace_seconds=grace_seconds)
         await self.upkeep.stop()
+        if self.backup_schedule is not None:
+            await self.backup_schedule.close()
         await self.engine.shutdown()
         await self.targets.close()
         await self.store.close()

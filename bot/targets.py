@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
+from bot.clients.backups_targets import BackupTargets, backup_targets_from_settings
 from bot.clients.database import Database, MeridianDatabase
 from bot.clients.ethereum_rpc import EthereumRpc, EthereumRpcClient
 from bot.clients.frontend import Frontend, FrontendClient
@@ -30,6 +31,7 @@ class Targets:
     rpc_primary: EthereumRpc | None = None
     rpc_backup: EthereumRpc | None = None
     kubernetes: Kubernetes | None = None
+    backups: BackupTargets = field(default_factory=BackupTargets)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = HTTP_TIMEOUT_SECONDS) -> Targets:
@@ -91,6 +93,7 @@ class Targets:
             kubeconfig=settings.kubeconfig,
             timeout=timeout,
         )
+        targets.backups = backup_targets_from_settings(settings, session=session, timeout=timeout)
         return targets
 
     async def close(self) -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 from bot.engine.builtins import BUILTINS
 from bot.engine.catalog import Catalog
 from procedures import database, deployments, health, rollout
+from procedures import backups, rds, restore
+from procedures import emergency, emergency_contract, emergency_db, people, rotate, rotate_db
+from procedures import circuit, investigate, metrics, ratelimit, rpc
 
 
 def build_catalog() -> Catalog:
     catalog = Catalog()
-    for command in (*health.COMMANDS, *database.COMMANDS, *deployments.COMMANDS, *rollout.COMMANDS, *BUILTINS):
+    for command in (*health.COMMANDS, *database.COMMANDS, *deployments.COMMANDS, *rollout.COMMANDS, *backups.COMMANDS, *restore.COMMANDS, *rds.COMMANDS, *rotate.COMMANDS, *rotate_db.COMMANDS, *emergency.COMMANDS, *emergency_contract.COMMANDS, *emergency_db.COMMANDS, *people.COMMANDS, *BUILTINS):
+        catalog.add(command)
+    for command in (*metrics.COMMANDS, *investigate.COMMANDS, *rpc.COMMANDS, *circuit.COMMANDS, *ratelimit.COMMANDS):
         catalog.add(command)
     return catalog

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
+from bot.engine.context import StepSkipped
 from bot.engine.policy import Role
 from bot.engine.procedure import Procedure
 from bot.engine.run import Run, RunState, StepState, utcnow
@@ -65,6 +66,8 @@ async def _approve(engine: Engine, run: Run, procedure: Procedure, *, user: str,
     assert gate is not None
     try:
         _, current_digest = await engine.read_plan(run, procedure, gate)
+    except StepSkipped as skipped:
+        current_digest = f"nothing to do: {skipped.reason}"
     except BotError as error:
         raise Refused(f"I could not read the plan again to check it: {error.user_message}") from error
     if current_digest != approved_digest:

@@ -152,7 +152,17 @@ class Engine:
         if not self._tasks and not self._busy:
             self._idle.set()
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, grace_seconds: float = 0.0) -> None:
+        """Stop executing runs, after giving them and requests in hand `grace_seconds` to finish.
+
+        A run cancelled mid-step stays running in the store until its lease expires; then the
+        leader marks it interrupted, so it is never re-run on its own.
+        """
+        if grace_seconds > 0:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
+            except TimeoutError:
+                logger.warning("%d runs still executing after %s s; stopping them", len(self._tasks), grace_seconds)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -299,6 +309,14 @@ class Engine:
         self.view.card_changed(run, procedure)
         try:
             plan, digest = await self.read_plan(run, procedure, gate)
+        except StepSkipped as skipped:
+            # The plan found nothing to do (no recent rollout, already paused): a finding, not a failure.
+            record.state = StepState.SKIPPED
+            record.summary = redactor.scrub(f"nothing to approve: {skipped.reason}")
+            record.finished_at = utcnow()
+            self._skip_pending(run, "not needed: nothing to approve")
+            await self.finish(run, procedure, RunState.COMPLETED, outcome="nothing to approve")
+            return
         except BotError as error:
             record.state = StepState.FAILED
             record.summary = redactor.scrub(f"could not read the plan: {error.user_message}")

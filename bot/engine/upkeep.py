@@ -38,12 +38,16 @@ class Upkeep:
         self.jobs = list(jobs)
         self.is_leader = False
         self._next_run: dict[str, float] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self, *, release_leadership: bool = True) -> None:
+        for job_task in list(self._running.values()):
+            job_task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -55,14 +59,18 @@ class Upkeep:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.tick()
+                await self.tick(wait_for_jobs=False)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("Upkeep tick failed; retrying in %s s", self.engine.timing.tick_seconds)
             await asyncio.sleep(self.engine.timing.tick_seconds)
 
-    async def tick(self) -> None:
+    async def tick(self, *, wait_for_jobs: bool = True) -> None:
+        """Renew leases, and as leader do the upkeep and start the jobs that are due.
+
+        The background loop does not wait for the jobs it starts; a direct caller does by default.
+        """
         engine = self.engine
         now = engine.clock()
         until = now + engine.timing.lease_seconds
@@ -78,12 +86,23 @@ class Upkeep:
         await self.mark_interrupted()
         await self.expire_approvals()
         for job in self.jobs:
-            if now >= self._next_run.get(job.name, 0.0):
+            still_running = job.name in self._running
+            if now >= self._next_run.get(job.name, 0.0) and not still_running:
                 self._next_run[job.name] = now + job.interval
-                try:
-                    await job.run()
-                except Exception:
-                    logger.exception("Scheduled job %s failed", job.name)
+                # A job runs beside the tick, so a slow one never delays the lease renewals.
+                task = asyncio.create_task(self._run_job(job))
+                self._running[job.name] = task
+                task.add_done_callback(lambda _, name=job.name: self._running.pop(name, None))
+        if wait_for_jobs:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def _run_job(self, job: Job) -> None:
+        try:
+            await job.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Scheduled job %s failed", job.name)
 
     async def mark_interrupted(self) -> None:
         """End every run whose executing replica stopped renewing its lease; never re-run it."""

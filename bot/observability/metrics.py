@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -48,6 +48,27 @@ class BotMetrics:
             "meridian_bot_rejected_requests_total",
             "Requests to /slack/events rejected before Bolt, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        # The backup figures that the runbook's alert rules read. The `location` label
+        # (s3://bucket/prefix) keeps each gauge absent until the bot knows its value, so
+        # a restart never exports a 0 that would fire those alerts.
+        self.backup_last_success_timestamp = Gauge(
+            "backup_last_success_timestamp",
+            "Unix time of the newest good backup dump (checksum present, no failed verification).",
+            ["location"],
+            registry=self.registry,
+        )
+        self.backup_size_bytes = Gauge(
+            "backup_size_bytes",
+            "Size in bytes of the newest good backup dump.",
+            ["location"],
+            registry=self.registry,
+        )
+        self.backup_verification_success = Gauge(
+            "backup_verification_success",
+            "1 when the latest restore test of a backup passed, 0 when it failed.",
+            ["location"],
             registry=self.registry,
         )
 

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.sandbox.environment import Sandbox
+from bot.sandbox.fakes.kubernetes.logs import circuit_breaker_lines, pool_exhausted_lines, rate_limited_lines
 from bot.sandbox.meridian_schema import ApiSessions
 
 IDLE_IN_TRANSACTION_SESSIONS = 3
@@ -68,6 +69,27 @@ def _pods(state: str, *, api: str = "healthy") -> Callable[[Sandbox], Awaitable[
     return apply
 
 
+def _with_incident_logs(
+    apply_modes: Callable[[Sandbox], Awaitable[None]], kind: str
+) -> Callable[[Sandbox], Awaitable[None]]:
+    """Apply the modes, then add the incident's lines to the logs of every pod of the deployment."""
+
+    async def apply(sandbox: Sandbox) -> None:
+        await apply_modes(sandbox)
+        cluster = sandbox.kubernetes.cluster
+        for pod in sandbox.kubernetes.deployment.pods:
+            now = cluster.clock()
+            if kind == "pool-exhausted":
+                extra = pool_exhausted_lines(until=now, rng=cluster.rng)
+            elif kind == "circuit-open":
+                extra = circuit_breaker_lines(until=now, rng=cluster.rng)
+            else:
+                extra = rate_limited_lines(until=now, rng=cluster.rng, attack=kind == "rate-limit-attack")
+            pod.logs = sorted([*pod.logs, *extra], key=lambda line: line.at)
+
+    return apply
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
@@ -78,11 +100,12 @@ SCENARIOS: dict[str, Scenario] = {
             "pool-exhausted",
             "the API reports `database connection failed` (INC-002), and the sandbox database has "
             "sessions idle in transaction and a long pg_sleep query",
-            _with_database(_modes(api="pool_exhausted"), _open_api_sessions),
+            _with_incident_logs(_with_database(_modes(api="pool_exhausted"), _open_api_sessions), "pool-exhausted"),
         ),
-        Scenario("rpc-down", "the primary Ethereum RPC refuses connections (INC-003)", _modes(rpc="down")),
-        Scenario("rpc-stale", "the primary Ethereum RPC answers with an old block (INC-003)", _modes(rpc="stale")),
-        Scenario("rate-limited", "the API answers 429 Too Many Requests (INC-004)", _modes(api="rate_limited")),
+        Scenario("rpc-down", "the primary Ethereum RPC refuses connections and the oracle's circuit breaker opens (INC-003)", _with_incident_logs(_modes(rpc="down"), "circuit-open")),
+        Scenario("rpc-stale", "the primary Ethereum RPC answers with an old block and the oracle's circuit breaker opens (INC-003)", _with_incident_logs(_modes(rpc="stale"), "circuit-open")),
+        Scenario("rate-limited", "the API answers 429 Too Many Requests to many clients: a traffic spike (INC-004)", _with_incident_logs(_modes(api="rate_limited"), "rate-limited")),
+        Scenario("rate-limit-attack", "the API answers 429, most of them to one client address (INC-004)", _with_incident_logs(_modes(api="rate_limited"), "rate-limit-attack")),
         Scenario("crash-looping", "the API's pods are in CrashLoopBackOff and the API is down (INC-001)", _pods("crash-looping", api="down")),
         Scenario("oom-killed", "the API's pods are OOMKilled and restart over and over", _pods("oom-killed", api="down")),
         Scenario("bad-deploy", "a new revision's image cannot be pulled, so its rollout never progresses", _pods("bad-deploy")),

@@ -9,6 +9,7 @@ from bot.engine.procedure import Level, Procedure
 from bot.engine.run import Run, RunState, StepRecord, StepState, utcnow
 from bot.slack import limits
 from bot.slack.ids import RunAction, decision_value
+from bot.slack.resolutions import resolution_blocks
 from bot.slack.mrkdwn import code, code_block, escape, mention, truncate
 
 _STEP_ICONS = {
@@ -107,6 +108,7 @@ def render_card(run: Run, procedure: Procedure, *, command_text: str | None = No
     fitted = _fit(blocks, steps, tail)
     if run.state is RunState.WAITING and run.plan is not None:
         fitted.append(decision_buttons(run))
+    fitted.extend(resolution_blocks(run))
     return text, fitted
 
 

@@ -111,9 +111,11 @@ class SlackRunView:
             if wait > 0:
                 await asyncio.sleep(wait)
             await self._budget.acquire()
-            run, procedure = self._latest.pop(run_id)
-            del self._flushers[run_id]
-            await self._update(run, procedure)
+            latest = self._latest.pop(run_id, None)
+            self._flushers.pop(run_id, None)
+            if latest is None:
+                return  # deliver_card sent this state already
+            await self._update(*latest)
         except SlackApiError as error:
             # An intermediate update may be lost; the final card is always sent again.
             logger.warning("chat.update failed for run %s: %s", run_id, error.response.get("error"))

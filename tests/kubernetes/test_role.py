@@ -8,6 +8,7 @@ both directions. It also checks the calls collected from the tests that ran befo
 
 from __future__ import annotations
 
+from datetime import timedelta
 from itertools import product
 from typing import Any
 
@@ -40,13 +41,14 @@ def is_granted(call: ApiCall, grant: Grant) -> bool:
 
 async def exercise_every_command(kube: Sandbox) -> None:
     """Run each Kubernetes command to its end, approving the ones that need it."""
+    kube.settings.rotation_watch = timedelta(milliseconds=50)  # the secret rotation's watch after the restart
     for command in ("pods", "logs --tail 5", "rollout status", "rollout history"):
         await kube.command(command)
         assert await run_state(kube) == "completed", command
     pod = kube.kubernetes.deployment.pods[0].name
     await kube.command(f"logs --pod {pod} --grep GET")
 
-    for command, approvers in (("rollback", 1), ("restart", 1), ("scale 5", 1), ("scale 0", 2)):
+    for command, approvers in (("rollback", 1), ("restart", 1), ("scale 5", 1), ("scale 0", 2), ("rotate jwt-secret", 2)):
         outcome = await kube.command(command)
         await approve(kube, outcome)
         if approvers == 2:
@@ -61,7 +63,9 @@ def test_role_rules_are_least_privilege() -> None:
         assert "*" not in rule["verbs"]
         assert "*" not in rule["resources"]
         assert not {"create", "delete", "deletecollection", "update", "watch", "escalate", "bind"} & set(rule["verbs"])
-    assert not any("secrets" in rule["resources"] for rule in rules)
+    secret_rules = [rule for rule in rules if "secrets" in rule["resources"]]
+    assert [rule["resourceNames"] for rule in secret_rules] == [["meridian-secrets"]]
+    assert all(rule["resources"] == ["secrets"] for rule in secret_rules)
 
 
 async def test_role_matches_api_calls(kube: Sandbox) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from bot.clients.kubernetes.models import (
     Scale,
     is_controlled_by,
 )
+from bot.clients.kubernetes.secrets import Secret, secret_patch
 from bot.errors import (
     TargetRejected,
     TargetResponseInvalid,
@@ -102,6 +103,17 @@ class Kubernetes(Protocol):
     async def patch_deployment(self, patch: Any, *, patch_type: PatchType) -> Deployment: ...
 
     async def scale_deployment(self, replicas: int) -> Scale: ...
+
+    async def read_secret(self, name: str) -> Secret: ...
+
+    async def patch_secret(
+        self,
+        name: str,
+        *,
+        values: Mapping[str, str],
+        resource_version: str | None,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> Secret: ...
 
     async def close(self) -> None: ...
 
@@ -246,6 +258,43 @@ class KubernetesClient:
         logger.info("Scaled deployment %s/%s to %d replicas", self.namespace, self.deployment_name, replicas)
         return Scale.from_json(item)
 
+    # The API's Secret: the Role grants get and patch on KUBE_SECRET_NAME alone.
+
+    async def read_secret(self, name: str) -> Secret:
+        """Read the Secret `name`; its values are registered with the redaction filter."""
+        api = await self._core()
+        item = await self._json(
+            Access("get", "secrets", "", name),
+            lambda: api.read_namespaced_secret(name, self.namespace, _preload_content=False, _request_timeout=self._timeout),
+        )
+        return Secret.from_json(item)
+
+    async def patch_secret(
+        self,
+        name: str,
+        *,
+        values: Mapping[str, str],
+        resource_version: str | None,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> Secret:
+        """Set `values` (and annotations) with a merge patch; a stale `resource_version` gets 409."""
+        api = await self._core()
+        patch = secret_patch(values=values, resource_version=resource_version, annotations=annotations)
+        item = await self._json(
+            Access("patch", "secrets", "", name),
+            lambda: api.patch_namespaced_secret(
+                name,
+                self.namespace,
+                patch,
+                _content_type=PatchType.MERGE.value,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        # Only the key names are logged, never the values.
+        logger.info("Patched secret %s/%s: keys %s", self.namespace, name, ", ".join(sorted(values)) or "none")
+        return Secret.from_json(item)
+
     async def close(self) -> None:
         if self._api is not None:
             await self._api.close()
@@ -347,7 +396,7 @@ class KubernetesClient:
             return TargetRejected(
                 TARGET,
                 f"The Kubernetes API found no {subject} in namespace {self.namespace} (HTTP 404): {message}",
-                hint="Check KUBE_NAMESPACE and KUBE_DEPLOYMENT.",
+                hint="Check KUBE_SECRET_NAME and KUBE_NAMESPACE." if access.resource == "secrets" else "Check KUBE_NAMESPACE and KUBE_DEPLOYMENT.",
             )
         if status == 409:
             return TargetRejected(

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.sandbox.fakes.kubernetes.logs import LogLine, generate_logs
+from bot.sandbox.fakes.kubernetes.logs import LogLine, auth_error_lines, generate_logs
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -343,6 +343,8 @@ class FakeCluster:
         self.image_behaviour: dict[str, Behaviour] = {}
         self.controller_running = True
         self._resource_version = 1000
+        # Secret keys whose values changed; pods started afterwards log authentication errors.
+        self.changed_secret_keys: set[str] = set()
 
     # Building the cluster
 
@@ -468,6 +470,8 @@ class FakeCluster:
         # A new pod has logged for a minute; the pods a deployment starts with, for its hour.
         span = 60.0 if created_at is None else self.clock() - created
         pod.logs = generate_logs(behaviour=behaviour.value, until=self.clock(), rng=self.rng, span_seconds=max(span, 60.0))
+        if self.changed_secret_keys and created_at is None:
+            pod.logs += auth_error_lines(keys=sorted(self.changed_secret_keys), at=self.clock(), rng=self.rng)
         rs.pods.append(pod)
         return pod
 

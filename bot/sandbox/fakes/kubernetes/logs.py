@@ -56,3 +56,85 @@ def generate_logs(
         # A panic is written by the runtime, not the logger, so it is not JSON.
         lines.append(LogLine(at=until, text="thread 'main' panicked at src/db/pool.rs:88:14: pool exhausted"))
     return lines
+
+
+# The API's log line (target, message) for credentials made with a value that was rotated.
+AUTH_ERRORS_BY_KEY = {
+    "JWT_SECRET": ("meridian_api::auth", "401 Unauthorized: invalid JWT signature"),
+    "SESSION_TOKEN_SALT": ("meridian_api::auth", "401 Unauthorized: session token not found"),
+    "API_KEY_SALT": ("meridian_api::auth", "401 Unauthorized: invalid API key"),
+    "DATABASE_URL": ("meridian_api::db", "database authentication failed: password authentication failed for user"),
+}
+
+
+def auth_error_lines(*, keys: list[str], at: float, rng: random.Random, per_key: int = 3) -> list[LogLine]:
+    """Write the authentication errors a new pod logs after the values of `keys` changed."""
+    lines: list[LogLine] = []
+    for key in sorted(keys):
+        if key not in AUTH_ERRORS_BY_KEY:
+            continue
+        target, message = AUTH_ERRORS_BY_KEY[key]
+        for _ in range(per_key):
+            correlation_id = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}"
+            lines.append(_json_line(at, "WARN", target, message, correlation_id))
+    return lines
+
+
+# Incident lines the sandbox scenarios add to the pods' logs.
+
+# Documentation addresses (RFC 5737), so no real host is ever named.
+ATTACKER_ADDRESS = "203.0.113.66"
+_CLIENT_ADDRESSES = tuple(f"198.51.100.{number}" for number in range(10, 40))
+
+
+def pool_exhausted_lines(*, until: float, rng: random.Random, count: int = 6) -> list[LogLine]:
+    """Write the errors an API with an exhausted connection pool logs over the last five minutes."""
+    return [
+        _json_line(until - 300 + 300 * number / count, "ERROR", "meridian_api::db",
+                   "database connection failed: pool exhausted (max 20 connections, waited 30s)", _correlation_id(rng))
+        for number in range(count)
+    ]
+
+
+def circuit_breaker_lines(*, until: float, rng: random.Random, breaker: str = "oracle", recovered: bool = False) -> list[LogLine]:
+    """Write the lines of a breaker that opened after 5 failures, tried half-open and opened again.
+
+    With `recovered`, it then goes half-open once more and closes.
+    """
+    lines = [
+        _json_line(until - 240 + seconds, "WARN", "meridian_api::oracle", f"eth_blockNumber failed: connection refused ({number} of 5)", _correlation_id(rng))
+        for number, seconds in enumerate((0, 5, 10, 15, 20), start=1)
+    ]
+    changes = [(25, "closed", "open"), (56, "open", "half_open"), (57, "half_open", "open")]
+    if recovered:
+        changes += [(90, "open", "half_open"), (95, "half_open", "closed")]
+    for seconds, previous, state in changes:
+        record_at = until - 240 + seconds
+        lines.append(_circuit_line(record_at, breaker=breaker, previous=previous, state=state))
+    return sorted(lines, key=lambda line: line.at)
+
+
+def _circuit_line(at: float, *, breaker: str, previous: str, state: str) -> LogLine:
+    line = _json_line(at, "WARN", "meridian_api::circuit_breaker", "circuit_breaker state changed", None)
+    record = json.loads(line.text)
+    record.update({"breaker": breaker, "from": previous, "to": state})
+    return LogLine(at=at, text=json.dumps(record))
+
+
+def rate_limited_lines(*, until: float, rng: random.Random, attack: bool, count: int = 60) -> list[LogLine]:
+    """Write 429 responses over the last ten minutes, to many clients (a spike) or mostly to one (`attack`)."""
+    lines = []
+    for number in range(count):
+        if attack and number % 6 != 0:
+            address = ATTACKER_ADDRESS
+        else:
+            address = _CLIENT_ADDRESSES[rng.randrange(len(_CLIENT_ADDRESSES))]
+        line = _json_line(until - 600 + 600 * number / count, "WARN", "meridian_api::rate_limit", "rate limit exceeded", _correlation_id(rng))
+        record = json.loads(line.text)
+        record.update({"client_ip": address, "path": "/api/v1/orders", "status": 429})
+        lines.append(LogLine(at=line.at, text=json.dumps(record)))
+    return lines
+
+
+def _correlation_id(rng: random.Random) -> str:
+    return f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}"
