@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.config import Mode, Settings, SettingsError, load_settings
 from bot.observability.logs import configure_logging
+from bot.slack.app import StartUpError
 
 EXIT_SETTINGS = 2
 # Kubernetes sends SIGTERM and waits 30 s by default before SIGKILL; runs get most of that.
@@ -92,6 +93,9 @@ def _freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+EXIT_START_UP = 1
+
+
 def _run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
@@ -100,7 +104,11 @@ def _run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]
             loop.add_signal_handler(signum, stop.set)
         await start(stop)
 
-    asyncio.run(runner())
+    try:
+        asyncio.run(runner())
+    except StartUpError as error:
+        print(f"meridian-bot: {error}", file=sys.stderr)
+        return EXIT_START_UP
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from croniter import croniter
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.durations import parse_duration
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
-    port: int = Field(default=3000, ge=1, le=65535)
+    port: int = Field(default=3000, ge=0, le=65535)  # 0 picks a free port
 
     meridian_api_url: str | None = None
     meridian_frontend_url: str | None = None
@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be longer than zero")
+        return value
+
+    @field_validator("slack_bot_token", "slack_app_token")
+    @classmethod
+    def _check_token_kind(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        prefix = "xoxb-" if info.field_name == "slack_bot_token" else "xapp-"
+        if value is not None and not value.get_secret_value().startswith(prefix):
+            raise ValueError(f"must start with {prefix}")
         return value
 
     @field_validator("backup_verify_schedule")

@@ -9,6 +9,8 @@ from bot.errors import UsageError
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _DURATION = re.compile(r"(\d+)([smhd])")
+# Ten years: longer durations are typing mistakes, and would overflow datetime arithmetic.
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -20,7 +22,13 @@ def parse_duration(text: str) -> timedelta:
             f"`{text}` is not a duration.",
             hint="Write a number followed by s, m, h or d, for example `30s`, `15m`, `2h` or `7d`.",
         )
-    return sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+    try:
+        total = sum((timedelta(**{_UNITS[unit]: int(number)}) for number, unit in parts), timedelta())
+    except OverflowError:
+        total = MAX_DURATION + timedelta(days=1)
+    if total > MAX_DURATION:
+        raise UsageError(f"`{text}` is longer than the maximum of {MAX_DURATION.days} days.")
+    return total
 
 
 def format_duration(value: timedelta) -> str:

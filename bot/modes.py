@@ -7,8 +7,11 @@ import logging
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.slack.app import StartUpError
 from bot.slack.server import build_web_app
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,18 @@ async def start_socket(runtime: Runtime) -> AsyncSocketModeHandler:
     app_token = runtime.settings.slack_app_token
     if app_token is None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
+    # The Socket Mode client retries a refused token forever, so the token is checked first.
+    checker = AsyncWebClient(base_url=runtime.settings.slack_api_base_url)
+    try:
+        await checker.apps_connections_open(app_token=app_token.get_secret_value())
+    except SlackApiError as error:
+        raise StartUpError(
+            f"Slack refused SLACK_APP_TOKEN ({error.response.get('error')}): "
+            "set it to an app-level token (xapp-...) with the connections:write scope."
+        ) from None
+    finally:
+        if checker.session is not None:
+            await checker.session.close()
     handler = AsyncSocketModeHandler(runtime.app, app_token.get_secret_value(), web_client=runtime.client)
     await handler.connect_async()
     logger.info("Connected to Slack over Socket Mode")

@@ -11,6 +11,8 @@ from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from bot.errors import Refused
 from procedures.database_common import STEP_TIMEOUT_SECONDS, age, database, shorten
 
+# PostgreSQL stores pids as int4.
+MAX_PID = 2_147_483_647
 # How long the bot watches a signalled backend before it reports it as still there.
 SIGNAL_WAIT_SECONDS = 5.0
 _FULL_QUERY_CHARS = 1000
@@ -168,7 +170,7 @@ COMMANDS = (
     Command(
         words=("db", "kill"),
         procedure=KILL,
-        arguments=(Argument("PID", "count", "the backend's process id, from `/meridian db long-queries`"),),
+        arguments=(Argument("PID", "count", "the backend's process id, from `/meridian db long-queries`", maximum=MAX_PID),),
         options=(
             Option(
                 "--terminate",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +21,7 @@ from bot.clients.kubernetes.rollout import (
 )
 from bot.durations import format_duration
 from bot.engine.arguments import Option
+from bot.engine.patterns import LinePattern
 from bot.engine.catalog import Command
 from bot.engine.context import StepContext, StepSkipped
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
@@ -203,7 +203,7 @@ async def read_logs(ctx: StepContext) -> StepResult:
         raise UsageError(f"--tail: at most {MAX_TAIL_LINES:,} lines per pod.", hint="Use --since or --grep to narrow the logs.")
     since = ctx.args.get("since")
     since_seconds = math.ceil(since) if since else None
-    pattern = re.compile(ctx.args["grep"]) if ctx.args.get("grep") else None
+    pattern = LinePattern(ctx.args["grep"]) if ctx.args.get("grep") else None
 
     deployment = await cluster.read_deployment()
     pods = await cluster.list_pods(deployment)
@@ -247,7 +247,7 @@ async def read_logs(ctx: StepContext) -> StepResult:
     return _logs_result(logs, pattern=pattern, tail=tail, since=since)
 
 
-def _logs_result(logs: list[PodLog], *, pattern: re.Pattern[str] | None, tail: int, since: float | None) -> StepResult:
+def _logs_result(logs: list[PodLog], *, pattern: LinePattern | None, tail: int, since: float | None) -> StepResult:
     sections = []
     matches: dict[str, int] = {}
     errors = 0
@@ -389,7 +389,7 @@ COMMANDS = (
         words=("logs",),
         procedure=LOGS,
         options=(
-            Option("--tail", "count", f"lines per pod, counted from the end (default {DEFAULT_TAIL_LINES}, at most {MAX_TAIL_LINES:,})", metavar="N"),
+            Option("--tail", "count", f"lines per pod, counted from the end (default {DEFAULT_TAIL_LINES}, at most {MAX_TAIL_LINES:,})", metavar="N", maximum=MAX_TAIL_LINES),
             Option("--grep", "regex", "show only the lines this regular expression matches, and count them per pod", metavar="RE"),
             Option("--pod", "text", "read only this pod", metavar="NAME"),
             Option("--since", "duration", "only lines newer than this, for example 15m", metavar="DURATION"),

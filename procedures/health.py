@@ -6,6 +6,7 @@ from bot.engine.catalog import Command
 from bot.engine.context import StepContext, StepSkipped
 from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.errors import TargetError
+from procedures.rpc import check_endpoint
 
 # Each client has its own timeout; this bounds a step in case a client does not.
 STEP_TIMEOUT_SECONDS = 15.0
@@ -60,10 +61,10 @@ async def check_rpc(ctx: StepContext) -> StepResult:
     if rpc is None:
         raise _not_configured("ETHEREUM_RPC_URL")
     try:
-        block = await rpc.block_number()
+        # The newest block's age tells a node that answers but no longer follows the chain.
+        return await check_endpoint(rpc)
     except TargetError as error:
         return _unreachable(error)
-    return StepResult(summary=f"ok · block {block:,}")
 
 
 async def check_frontend(ctx: StepContext) -> StepResult:

@@ -13,7 +13,7 @@ from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.arguments import Argument, Option
 from bot.engine.catalog import Command
 from bot.engine.context import StepContext
-from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
+from bot.engine.procedure import Procedure, Risk, Step, StepResult
 from bot.errors import Refused, TargetRejected, UsageError
 from procedures.backups_common import rds
 

@@ -33,6 +33,9 @@ from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from bot.errors import Refused, TargetRejected, TargetTimeout
 from procedures.deployments import SECTION, cluster_or_refuse, images_text
 
+# A replica count above this is far more likely a typo than an incident response; scale in steps.
+MAX_REPLICAS = 100
+
 PATCH_STEP_TIMEOUT_SECONDS = 30.0
 
 
@@ -347,7 +350,14 @@ COMMANDS = (
     Command(
         words=("scale",),
         procedure=SCALE,
-        arguments=(Argument("N", "count", "the number of replicas, 1 or more (`/meridian scale 0` scales to zero)"),),
+        arguments=(
+            Argument(
+                "N",
+                "count",
+                f"the number of replicas, 1 to {MAX_REPLICAS} (`/meridian scale 0` scales to zero)",
+                maximum=MAX_REPLICAS,
+            ),
+        ),
         examples=("/meridian scale 5",),
     ),
     Command(words=("scale", "0"), procedure=SCALE_TO_ZERO, examples=("/meridian scale 0",)),

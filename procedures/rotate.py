@@ -29,7 +29,6 @@ from procedures.rotate_common import (
     SECTION,
     STEP_TIMEOUT_SECONDS,
     ValueFormat,
-    ensure_same_objects,
     follow_restart,
     read_api_secret,
     require_keys,

@@ -45,6 +45,7 @@ async def test_health_updates_one_card(sandbox: Sandbox) -> None:
         ("api", "slow", "🔴 API /health — down:"),
         ("api", "error", "🔴 API /health — down: The Meridian API returned HTTP 500"),
         ("rpc", "garbage", "🔴 Ethereum RPC — down:"),
+        ("rpc", "stale", "🔴 Ethereum RPC — stale: block"),
         ("frontend", "down", "🔴 Frontend /api/health — down:"),
     ],
 )

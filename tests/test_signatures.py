@@ -106,3 +106,21 @@ async def test_signed_malformed_payload_gets_400(no_database_sandbox: Sandbox) -
     delivery = await no_database_sandbox.driver.post_raw(body, signed(body))
 
     assert delivery.status == 400
+
+
+@pytest.mark.parametrize(
+    ("case", "body"),
+    [
+        ("actions not a list", b'payload=' + __import__("urllib.parse").parse.quote(
+            '{"type":"block_actions","user":{"id":"U0APPROVER1"},"actions":"x"}').encode()),
+        ("no user", b'payload=' + __import__("urllib.parse").parse.quote(
+            '{"type":"block_actions","actions":[{"action_id":"run.approve"}]}').encode()),
+        ("deeply nested", b"payload=" + b"%5B" * 100_000 + b"%5D" * 100_000),
+        ("command without user", b"command=%2Fmeridian&text=health&channel_id=C0OPS&team_id=T0SANDBOX"),
+    ],
+)
+async def test_signed_malformed_body_gets_400(no_database_sandbox: Sandbox, case: str, body: bytes) -> None:
+    delivery = await no_database_sandbox.driver.post_raw(body, signed(body))
+
+    assert delivery.status == 400, case
+    assert await no_database_sandbox.runtime.store.list_runs() == []

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.durations import parse_duration
+from bot.engine.patterns import check_pattern
 from bot.errors import UsageError
 
 # Slack's clients turn straight quotes into typographic ones; they group words all the same.
@@ -34,12 +34,6 @@ def _whole_number(text: str) -> int:
     return int(text)
 
 
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as error:
-        raise UsageError(f"`{text}` is not a valid regular expression ({error}).") from None
-    return text
 
 
 def _seconds(text: str) -> float:
@@ -53,7 +47,7 @@ KINDS: dict[str, Callable[[str], Any]] = {
     "count": _positive_int,
     "number": _whole_number,
     "duration": _seconds,
-    "regex": _regex,
+    "regex": check_pattern,
 }
 
 
@@ -66,6 +60,7 @@ class Option:
     help: str
     default: Any = None
     metavar: str = "VALUE"
+    maximum: int | None = None  # for count and number options
 
     @property
     def dest(self) -> str:
@@ -83,6 +78,7 @@ class Argument:
     name: str
     kind: str
     help: str
+    maximum: int | None = None  # for count and number arguments
 
     @property
     def dest(self) -> str:
@@ -128,7 +124,7 @@ def parse_options(
         else:
             raise UsageError(f"`{name}` needs a value.", hint=f"Usage: `{usage}`")
         try:
-            values[option.dest] = KINDS[option.kind](raw)
+            values[option.dest] = _convert(option.kind, raw, maximum=option.maximum)
         except UsageError as error:
             raise UsageError(f"{name}: {error.message}", hint=error.hint or f"Usage: `{usage}`") from None
 
@@ -140,7 +136,14 @@ def parse_options(
         raise UsageError(f"Missing {missing.name}: {missing.help}.", hint=f"Usage: `{usage}`")
     for argument, raw in zip(arguments, positionals, strict=True):
         try:
-            values[argument.dest] = KINDS[argument.kind](raw)
+            values[argument.dest] = _convert(argument.kind, raw, maximum=argument.maximum)
         except UsageError as error:
             raise UsageError(f"{argument.name}: {error.message}", hint=f"Usage: `{usage}`") from None
     return values
+
+
+def _convert(kind: str, raw: str, *, maximum: int | None) -> Any:
+    value = KINDS[kind](raw)
+    if maximum is not None and value > maximum:
+        raise UsageError(f"`{raw}` is more than the maximum, {maximum:,}.")
+    return value

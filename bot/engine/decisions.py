@@ -34,7 +34,11 @@ async def decide(engine: Engine, *, run_id: str, user: str, decision: Decision, 
     procedure = engine.procedure_for(run)
 
     if decision is Decision.CANCEL:
-        return await cancel(engine, run, procedure, user=user)
+        try:
+            return await cancel(engine, run, procedure, user=user)
+        except BotError as error:
+            await engine.audit(run, actor=user, action="cancel_rejected", outcome=error.message)
+            raise
     if run.state is not RunState.WAITING:
         raise Refused(f"Run `{run.id}` is {run.state.value.replace('_', ' ')}, so there is nothing to {decision.value}.")
     if await _expire_if_due(engine, run, procedure):

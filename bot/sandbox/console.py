@@ -153,6 +153,8 @@ class Console:
 
     async def _scenario(self, arguments: list[str]) -> None:
         if len(arguments) != 1 or arguments[0] not in SCENARIOS:
+            if arguments:
+                self.print(f"Unknown scenario `{' '.join(arguments)}`.")
             self.print("Scenarios:")
             for scenario in SCENARIOS.values():
                 self.print(f"  {scenario.name}: {scenario.description}")

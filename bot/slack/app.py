@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
@@ -21,8 +23,24 @@ class BotIdentity:
     bot_id: str | None
 
 
+class StartUpError(Exception):
+    """Slack could not be reached or refused the bot's credentials; the message names the fix."""
+
+
 async def identify(client: AsyncWebClient) -> BotIdentity:
-    response = await client.auth_test()
+    """Learn the bot's identity with auth.test; raise StartUpError with the fix when it fails."""
+    try:
+        response = await client.auth_test()
+    except SlackApiError as error:
+        code = error.response.get("error")
+        raise StartUpError(
+            f"Slack refused SLACK_BOT_TOKEN ({code}): set it to the app's Bot User OAuth Token (xoxb-...)."
+        ) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        raise StartUpError(
+            f"Could not reach the Slack Web API at {client.base_url} ({type(error).__name__}): "
+            "check SLACK_API_URL and the network."
+        ) from None
     identity = BotIdentity(team_id=response["team_id"], user_id=response["user_id"], bot_id=response.get("bot_id"))
     logger.info("Connected to Slack workspace %s as %s", identity.team_id, identity.user_id)
     return identity

@@ -54,19 +54,73 @@ def check_signature(
 
 
 def check_body(*, body: bytes, content_type: str) -> Rejection | None:
-    """Return why a verified body cannot be handled (a payload that is not a JSON object)."""
+    """Return why a verified body cannot be handled, or None when its shape is what Slack sends.
+
+    Signed bodies come from Slack, or from someone holding the signing secret; either way a
+    malformed one gets 400 here instead of an exception deeper in Bolt or a listener.
+    """
     text = body.decode("utf-8")
     if content_type.startswith("application/json"):
-        return None if _is_json_object(text) else Rejection(400, "body is not a JSON object")
+        return None if isinstance(_json(text), dict) else Rejection(400, "body is not a JSON object")
 
     form = parse_qs(text, keep_blank_values=True)
-    if "payload" in form and not _is_json_object(form["payload"][0]):
-        return Rejection(400, "payload is not a JSON object")
+    if "payload" in form:
+        payload = _json(form["payload"][0])
+        if not isinstance(payload, dict):
+            return Rejection(400, "payload is not a JSON object")
+        if payload.get("type") == "block_actions" and not _is_block_actions(payload):
+            return Rejection(400, "block_actions payload without a user id or a list of actions")
+        return None
+    if "command" in form:
+        fields_present = all(form.get(name, [""])[0] for name in ("user_id", "channel_id", "team_id"))
+        if not fields_present:
+            return Rejection(400, "slash command without user_id, channel_id or team_id")
     return None
 
 
-def _is_json_object(text: str) -> bool:
+# Slack's payloads nest about ten levels deep. Far deeper nesting is refused before parsing,
+# because CPython's json parser crashed the process on 100,000 nested brackets (Python 3.11.7).
+MAX_JSON_DEPTH = 64
+
+
+def _json(text: str) -> object:
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        return None
     try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _nesting_depth(text: str) -> int:
+    """Return the deepest nesting of brackets and braces outside JSON strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for character in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif character == "\\":
+                escaped = True
+            elif character == '"':
+                in_string = False
+        elif character == '"':
+            in_string = True
+        elif character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+        elif character in "]}":
+            depth -= 1
+    return deepest
+
+
+def _is_block_actions(payload: dict[str, object]) -> bool:
+    user = payload.get("user")
+    actions = payload.get("actions")
+    has_user = isinstance(user, dict) and isinstance(user.get("id"), str)
+    has_actions = isinstance(actions, list) and bool(actions) and all(
+        isinstance(action, dict) and isinstance(action.get("action_id"), str) for action in actions
+    )
+    return has_user and has_actions

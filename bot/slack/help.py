@@ -10,7 +10,7 @@ from bot.slack.mrkdwn import code, escape
 
 
 def render_help(catalog: Catalog, topic: Sequence[str]) -> str:
-    if topic:
+    if topic and topic[0].lower() != "help":
         found = catalog.find(topic)
         if found is None:
             suggestions = catalog.suggest(topic)

@@ -44,7 +44,7 @@ class SlackRunView:
         self._latest: dict[str, tuple[Run, Procedure]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._last_update: dict[str, float] = {}
-        self._final_lock: dict[str, asyncio.Lock] = {}
+        self._update_locks: dict[str, asyncio.Lock] = {}
 
     async def post_card(self, run: Run, procedure: Procedure, *, response_url: str | None) -> None:
         text, blocks = render_card(run, procedure)
@@ -112,7 +112,7 @@ class SlackRunView:
                 await asyncio.sleep(wait)
             await self._budget.acquire()
             latest = self._latest.pop(run_id, None)
-            self._flushers.pop(run_id, None)
+            self._forget_flusher(run_id)
             if latest is None:
                 return  # deliver_card sent this state already
             await self._update(*latest)
@@ -122,16 +122,24 @@ class SlackRunView:
         except asyncio.CancelledError:
             raise
         finally:
-            self._flushers.pop(run_id, None)
+            self._forget_flusher(run_id)
+
+    def _forget_flusher(self, run_id: str) -> None:
+        # A newer flusher may have been scheduled for the run meanwhile; it stays registered.
+        if self._flushers.get(run_id) is asyncio.current_task():
+            del self._flushers[run_id]
 
     async def _update(self, run: Run, procedure: Procedure) -> None:
-        text, blocks = render_card(run, procedure)
-        self._last_update[run.id] = time.monotonic()
-        try:
-            await self._client.chat_update(channel=run.channel_id, ts=run.message_ts, text=text, blocks=blocks)
-        except SlackApiError as error:
-            self._metrics.slack_errors.labels(method="chat.update", error=str(error.response.get("error"))).inc()
-            raise
+        # One update per card at a time, rendered when it is sent: an update already in flight
+        # can never land after a newer state and overwrite it.
+        async with self._update_locks.setdefault(run.id, asyncio.Lock()):
+            text, blocks = render_card(run, procedure)
+            self._last_update[run.id] = time.monotonic()
+            try:
+                await self._client.chat_update(channel=run.channel_id, ts=run.message_ts, text=text, blocks=blocks)
+            except SlackApiError as error:
+                self._metrics.slack_errors.labels(method="chat.update", error=str(error.response.get("error"))).inc()
+                raise
 
     async def deliver_card(self, run: Run, procedure: Procedure) -> None:
         if run.message_ts is None:
@@ -156,7 +164,9 @@ class SlackRunView:
                 )
                 await asyncio.sleep(retry_after if retry_after is not None else min(2**attempt, 30))
                 continue
-            self._last_update.pop(run.id, None)
+            if run.state.is_final:
+                self._last_update.pop(run.id, None)
+                self._update_locks.pop(run.id, None)
             return
         logger.error("Gave up delivering the final card of run %s after %d attempts", run.id, _FINAL_ATTEMPTS)
 

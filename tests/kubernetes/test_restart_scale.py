@@ -124,7 +124,8 @@ async def test_scale_to_zero_needs_two_approvers(kube: Sandbox) -> None:
     [
         ("scale 00", "N: `00` is not a whole number of 1 or more."),
         ("scale -1", "N: `-1` is not a whole number of 1 or more."),
-        ("scale", "Missing N: the number of replicas, 1 or more"),
+        ("scale", "Missing N: the number of replicas, 1 to 100"),
+        ("scale 101", "N: `101` is more than the maximum, 100."),
         ("scale five", "N: `five` is not a whole number of 1 or more."),
     ],
 )
