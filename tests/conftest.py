@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -75,3 +78,71 @@ async def state_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[s
         return
     async with new_postgres_database() as url:
         yield url
+
+
+# Secrets the Kubernetes fake's Secret holds and test database passwords: no Slack call and no
+# log line of the whole suite may contain them.
+CANARY_SECRETS = (
+    "canary-jwt-secret-0c9e2b7d41",
+    "canary-session-salt-5a1f88e0",
+    "canary-api-key-salt-93d04c6b",
+    "canary-api-db-password-71be",
+    "canary-password",
+)
+
+
+class _CanaryLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:
+            return
+        if any(canary in text for canary in CANARY_SECRETS):
+            self.leaks.append(text[:300])
+
+
+_fake_slacks: list[Any] = []
+
+
+def _track_fake_slack() -> None:
+    from bot.sandbox.slack.web_api import FakeSlack
+
+    original = FakeSlack.__init__
+
+    def tracking_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        _fake_slacks.append(self)
+
+    FakeSlack.__init__ = tracking_init  # type: ignore[method-assign]
+
+
+_track_fake_slack()
+
+
+@pytest.fixture(autouse=True)
+def no_canary_leaks() -> Iterator[None]:
+    """Fail a test whose Slack calls or log lines contain a canary secret."""
+    handler = _CanaryLog()
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    bot_logger = logging.getLogger("bot")
+    saved_level = bot_logger.level
+    bot_logger.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    _fake_slacks.clear()
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        bot_logger.setLevel(saved_level)
+    slack_leaks = [
+        f"{call.method}: {json.dumps(call.params, default=str)[:300]}"
+        for fake in _fake_slacks
+        for call in fake.calls
+        if any(canary in json.dumps(call.params, default=str) for canary in CANARY_SECRETS)
+    ]
+    assert not slack_leaks, f"a canary secret reached Slack: {slack_leaks}"
+    assert not handler.leaks, f"a canary secret reached the log: {handler.leaks}"
