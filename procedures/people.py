@@ -122,9 +122,8 @@ COMMANDS = (
     Command(
         words=("page",),
         procedure=PAGE,
-        # TODO: a message of several words must be quoted, because commands take no rest-of-line argument yet.
-        arguments=(Argument("MESSAGE", "text", 'what is wrong, in quotes: "API down since 10:02"'),),
+        arguments=(Argument("MESSAGE", "text", "what is wrong, such as: API down since 10:02", rest=True),),
         options=(Option("--severity", "text", "PagerDuty severity: critical (default), error, warning or info", metavar="LEVEL"),),
-        examples=('/meridian page "API down since 10:02"', '/meridian page "RPC lagging" --severity warning'),
+        examples=("/meridian page API down since 10:02", "/meridian page --severity warning RPC lagging"),
     ),
 )

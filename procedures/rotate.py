@@ -15,11 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot.clients.kubernetes.secrets import annotation_time
 from bot.durations import format_duration
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.arguments import Option
 from bot.engine.catalog import Command
 from bot.engine.context import StepContext
+from bot.engine.policy import Role
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from bot.errors import PermissionDenied, Refused
 from procedures.deployments import cluster_or_refuse
@@ -38,7 +40,6 @@ from procedures.rotate_common import (
     watch_after_rotation,
     write_values,
 )
-from bot.clients.kubernetes.secrets import annotation_time
 
 NOTICE_ANNOTATION = "meridian-bot/api-key-salt-notice-posted-at"
 
@@ -92,8 +93,8 @@ async def check_notice(ctx: StepContext) -> StepResult:
     reason = ctx.args.get("override_notice")
 
     if reason is not None:
-        # NOTE: checks ADMINS by user id only; an admin listed through a user group is refused here.
-        if ctx.run.requester not in ctx.settings.admins:
+        requester_is_admin = ctx.policy is not None and await ctx.policy.has(ctx.run.requester, Role.ADMIN)
+        if not requester_is_admin:
             raise PermissionDenied("Only an admin can override the notice period of API_KEY_SALT.", role="admin")
         posted = f"notice posted {format_duration(now - posted_at)} ago" if posted_at else "no notice posted"
         return StepResult(

@@ -50,3 +50,10 @@ def test_pattern_budget_is_shared() -> None:
 
     with pytest.raises(UsageError):
         pattern.search("ERROR pool exhausted")
+
+
+def test_rest_argument_joins_words() -> None:
+    invocation = build_catalog().parse("page API down since 10:02 --severity warning")
+
+    assert invocation.args["message"] == "API down since 10:02"
+    assert invocation.args["severity"] == "warning"

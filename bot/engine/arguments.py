@@ -79,6 +79,7 @@ class Argument:
     kind: str
     help: str
     maximum: int | None = None  # for count and number arguments
+    rest: bool = False  # the last argument only: takes every remaining word, joined by spaces
 
     @property
     def dest(self) -> str:
@@ -128,6 +129,10 @@ def parse_options(
         except UsageError as error:
             raise UsageError(f"{name}: {error.message}", hint=error.hint or f"Usage: `{usage}`") from None
 
+    takes_rest = bool(arguments) and arguments[-1].rest
+    if takes_rest and len(positionals) > len(arguments):
+        keep = len(arguments) - 1
+        positionals = [*positionals[:keep], " ".join(positionals[keep:])]
     if len(positionals) > len(arguments):
         extra = positionals[len(arguments)]
         raise UsageError(f"Unexpected argument `{extra}`.", hint=f"Usage: `{usage}`")

@@ -12,6 +12,7 @@ from bot.engine.run import Run, StepRecord
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.engine.policy import Policy
     from bot.targets import Targets
 
 
@@ -34,6 +35,7 @@ class StepContext:
     results: Mapping[str, Mapping[str, Any]]  # each earlier step's StepResult.data, by step name
     report_progress: Callable[[str], Awaitable[None]]
     plan: Plan | None = None  # the approved plan, for the steps after an approval gate
+    policy: Policy | None = None  # roles, for steps whose rule depends on who requested the run
 
     async def progress(self, summary: str) -> None:
         """Show `summary` on the running step in the run card (updates are coalesced)."""

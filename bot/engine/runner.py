@@ -251,6 +251,7 @@ class Engine:
             results=run.outputs,
             report_progress=report_progress,
             plan=plan_from_run(run),
+            policy=self.policy,
         )
 
     async def _run_step(self, run: Run, procedure: Procedure, step: Step) -> None:
