@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from bot.engine.builtins import BUILTINS
 from bot.engine.catalog import Catalog
-from procedures import database, deployments, health, rollout
-from procedures import backups, rds, restore
-from procedures import emergency, emergency_contract, emergency_db, people, rotate, rotate_db
-from procedures import circuit, investigate, metrics, ratelimit, rpc
+from procedures import (
+    backups,
+    circuit,
+    database,
+    deployments,
+    emergency,
+    emergency_contract,
+    emergency_db,
+    health,
+    investigate,
+    metrics,
+    people,
+    ratelimit,
+    rds,
+    restore,
+    rollout,
+    rotate,
+    rotate_db,
+    rpc,
+)
 
 
 def build_catalog() -> Catalog:

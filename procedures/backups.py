@@ -29,7 +29,11 @@ from procedures.backups_common import (
     record_good_dump,
     storage,
 )
-from procedures.backups_verify import RestoreTestResult, report_restore_test, run_restore_test
+from procedures.backups_verify import (
+    RestoreTestResult,
+    report_restore_test,
+    run_restore_test,
+)
 
 # The runbook's "Critical Tables Backup". Their data is dumped with the schema of every table:
 # `pg_dump --table` alone leaves out the trigger function of audit_logs, so such a dump

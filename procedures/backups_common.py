@@ -15,7 +15,7 @@ from bot.clients.backups_storage import BackupObject, BackupStorage
 from bot.clients.backups_targets import BackupTargets
 from bot.clients.pg_tools import PgTarget
 from bot.durations import format_duration
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.errors import Refused
 
 # The card shows at most one progress line a second; more would only be coalesced away.
@@ -34,28 +34,28 @@ def backups(ctx: StepContext) -> BackupTargets:
 def storage(ctx: StepContext) -> BackupStorage:
     found = backups(ctx).storage
     if found is None:
-        raise StepSkipped("not configured (set BACKUP_BUCKET, and AWS_REGION)")
+        raise NotConfigured("not configured (set BACKUP_BUCKET, and AWS_REGION)")
     return found
 
 
 def rds(ctx: StepContext) -> tuple[RdsInstances, str]:
     found = backups(ctx)
     if found.rds is None or found.rds_instance_id is None:
-        raise StepSkipped("not configured (set RDS_INSTANCE_ID and AWS_REGION)")
+        raise NotConfigured("not configured (set RDS_INSTANCE_ID and AWS_REGION)")
     return found.rds, found.rds_instance_id
 
 
 def restore_server(ctx: StepContext) -> RestoreServer:
     found = backups(ctx).restore_server
     if found is None:
-        raise StepSkipped("not configured (set VERIFY_DATABASE_URL or DATABASE_URL)")
+        raise NotConfigured("not configured (set VERIFY_DATABASE_URL or DATABASE_URL)")
     return found
 
 
 def live_database(ctx: StepContext) -> PgTarget:
     found = backups(ctx).live_database
     if found is None:
-        raise StepSkipped("not configured (set DATABASE_URL)")
+        raise NotConfigured("not configured (set DATABASE_URL)")
     return found
 
 

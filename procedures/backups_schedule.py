@@ -22,7 +22,11 @@ from bot.errors import BotError
 from bot.slack.mrkdwn import escape
 from procedures.backups import STATUS_TAGS_READ, Finding, evaluate_dump, evaluate_rpo
 from procedures.backups_common import record_good_dump
-from procedures.backups_verify import RestoreTestResult, report_restore_test, run_restore_test
+from procedures.backups_verify import (
+    RestoreTestResult,
+    report_restore_test,
+    run_restore_test,
+)
 
 logger = logging.getLogger(__name__)
 

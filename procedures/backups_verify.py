@@ -20,7 +20,14 @@ from bot.clients.pg_tools import run_pg_restore
 from bot.durations import format_duration
 from bot.errors import BotError
 from bot.slack.mrkdwn import code, escape
-from procedures.backups_common import ByteProgress, Progress, compute_checksum, counted, expected_checksum, format_bytes
+from procedures.backups_common import (
+    ByteProgress,
+    Progress,
+    compute_checksum,
+    counted,
+    expected_checksum,
+    format_bytes,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,12 @@ from bot.engine.catalog import Command
 from bot.engine.context import StepContext
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from procedures.deployments import cluster_or_skip
-from procedures.investigate_common import RESOLUTIONS_KEY, Resolution, all_records, read_recent_logs
+from procedures.investigate_common import (
+    RESOLUTIONS_KEY,
+    Resolution,
+    all_records,
+    read_recent_logs,
+)
 
 STEP_TIMEOUT_SECONDS = 30.0
 RECENT_TRANSITIONS = 20

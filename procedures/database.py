@@ -17,7 +17,13 @@ from bot.engine.catalog import Command
 from bot.engine.context import StepContext
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from procedures import database_kill, database_truncate
-from procedures.database_common import STEP_TIMEOUT_SECONDS, age, database, shorten, table
+from procedures.database_common import (
+    STEP_TIMEOUT_SECONDS,
+    age,
+    database,
+    shorten,
+    table,
+)
 
 INCIDENT_SECTION = "Incident Response Procedures"
 EMERGENCY_SECTION = "Emergency Procedures"

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from bot.clients.database import Database
 from bot.durations import format_duration
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 
 # Each database call has its own connect and statement timeouts; this bounds a whole step.
 STEP_TIMEOUT_SECONDS = 30.0
@@ -19,7 +19,7 @@ _WHITESPACE = re.compile(r"\s+")
 def database(ctx: StepContext) -> Database:
     client = ctx.targets.database
     if client is None:
-        raise StepSkipped("not configured (set DATABASE_URL)")
+        raise NotConfigured("not configured (set DATABASE_URL)")
     return client
 
 

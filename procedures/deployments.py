@@ -21,9 +21,9 @@ from bot.clients.kubernetes.rollout import (
 )
 from bot.durations import format_duration
 from bot.engine.arguments import Option
-from bot.engine.patterns import LinePattern
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
+from bot.engine.patterns import LinePattern
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from bot.errors import BotError, Refused, UsageError
 
@@ -40,7 +40,7 @@ def cluster_or_skip(ctx: StepContext) -> Kubernetes:
     """Return the Kubernetes client, or skip the read step when it is not configured."""
     cluster = ctx.targets.kubernetes
     if cluster is None:
-        raise StepSkipped(NOT_CONFIGURED)
+        raise NotConfigured(NOT_CONFIGURED)
     return cluster
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bot.clients.contract import PausableContract, pauser_address, require_success
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext, StepSkipped
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from bot.errors import Refused
 from bot.slack.mrkdwn import escape
@@ -21,9 +21,9 @@ STEP_TIMEOUT_SECONDS = 30.0
 
 def contract(ctx: StepContext) -> PausableContract:
     if not ctx.settings.contract_address:
-        raise StepSkipped("not configured (set CONTRACT_ADDRESS)")
+        raise NotConfigured("not configured (set CONTRACT_ADDRESS)")
     if ctx.targets.rpc_primary is None:
-        raise StepSkipped("not configured (set ETHEREUM_RPC_URL)")
+        raise NotConfigured("not configured (set ETHEREUM_RPC_URL)")
     return PausableContract(rpc=ctx.targets.rpc_primary, address=ctx.settings.contract_address)
 
 

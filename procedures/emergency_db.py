@@ -12,7 +12,7 @@ from bot.clients.kubernetes import Deployment
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.arguments import Argument, Option
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.engine.procedure import Procedure, Risk, Step, StepResult
 from bot.errors import Refused
 from bot.slack.mrkdwn import escape
@@ -74,7 +74,7 @@ async def notify(ctx: StepContext) -> StepResult:
     assert ctx.plan is not None
     incident = ctx.targets.backups.incident
     if incident is None:
-        raise StepSkipped("not configured (set INCIDENT_CHANNEL)")
+        raise NotConfigured("not configured (set INCIDENT_CHANNEL)")
     snapshot = ctx.results.get("snapshot", {}).get("snapshot", "?")
     target = ctx.plan.facts["target"]
     when = ctx.plan.facts["restore_time"] or "the latest restorable time"
@@ -109,7 +109,7 @@ COMMANDS = (
     Command(
         words=("emergency", "db-corruption"),
         procedure=DB_CORRUPTION,
-        arguments=(Argument("TIME", "text", "the last known good time: ISO 8601 UTC (2026-12-04T12:00:00Z), relative (-2h) or `latest`"),),
+        arguments=(Argument("TIME", "time", "the last known good time: ISO 8601 UTC (2026-12-04T12:00:00Z), relative (-2h) or `latest`"),),
         options=(Option("--target-instance", "text", "name of the new RDS instance (default: SOURCE-pitr-YYYYMMDDHHMM)", metavar="ID"),),
         examples=("/meridian emergency db-corruption 2026-12-04T11:45:00Z", "/meridian emergency db-corruption -30m"),
     ),

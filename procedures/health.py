@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext, StepSkipped
 from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.errors import TargetError
 from procedures.rpc import check_endpoint
@@ -13,7 +13,7 @@ STEP_TIMEOUT_SECONDS = 15.0
 
 
 def _not_configured(variable: str) -> StepSkipped:
-    return StepSkipped(f"not configured (set {variable})")
+    return NotConfigured(f"not configured (set {variable})")
 
 
 def _unreachable(error: TargetError) -> StepResult:

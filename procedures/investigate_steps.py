@@ -11,9 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.clients.kubernetes.rollout import revision_history, rollout_status
-from bot.clients.log_analysis import OPEN, circuit_transitions, current_states, pool_exhausted, rate_limit_activity
+from bot.clients.log_analysis import (
+    OPEN,
+    circuit_transitions,
+    current_states,
+    pool_exhausted,
+    rate_limit_activity,
+)
 from bot.durations import format_duration
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.engine.procedure import Level, StepResult
 from bot.errors import TargetError
 from procedures.circuit import transition_line
@@ -124,7 +130,7 @@ async def check_logs(ctx: StepContext) -> StepResult:
 async def check_health(ctx: StepContext) -> StepResult:
     api = ctx.targets.meridian_api
     if api is None:
-        raise StepSkipped("not configured (set MERIDIAN_API_URL)")
+        raise NotConfigured("not configured (set MERIDIAN_API_URL)")
     try:
         health = await api.health()
     except TargetError as error:

@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.clients.prometheus import MeridianMetrics, parse_meridian_metrics
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 
 STEP_TIMEOUT_SECONDS = 15.0
@@ -19,7 +19,7 @@ async def read_metrics(ctx: StepContext) -> MeridianMetrics:
     """Fetch and parse `/metrics`; skip the step when MERIDIAN_API_URL is not set."""
     api = ctx.targets.meridian_api
     if api is None:
-        raise StepSkipped("not configured (set MERIDIAN_API_URL)")
+        raise NotConfigured("not configured (set MERIDIAN_API_URL)")
     return parse_meridian_metrics(await api.metrics_text())
 
 

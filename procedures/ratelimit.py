@@ -15,13 +15,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.clients.kubernetes import Deployment, PatchType
-from bot.clients.kubernetes.env import EnvSetting, annotations_patch, read_env, set_env_patch
+from bot.clients.kubernetes.env import (
+    EnvSetting,
+    annotations_patch,
+    read_env,
+    set_env_patch,
+)
 from bot.clients.log_analysis import rate_limit_activity
 from bot.durations import format_duration
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.arguments import Argument, Option
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.errors import Refused, UsageError
 from procedures.deployments import cluster_or_refuse, cluster_or_skip
@@ -48,7 +53,7 @@ TOP_CLIENTS_SHOWN = 10
 async def read_headers(ctx: StepContext) -> StepResult:
     api = ctx.targets.meridian_api
     if api is None:
-        raise StepSkipped("not configured (set MERIDIAN_API_URL)")
+        raise NotConfigured("not configured (set MERIDIAN_API_URL)")
     headers = await api.rate_limit_headers()
     facts = [
         f"limit {_value(headers.limit)}",

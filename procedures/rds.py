@@ -7,7 +7,13 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
-from bot.clients.aws_rds import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, RdsInstance, RdsInstances, RestoreWindow
+from bot.clients.aws_rds import (
+    MAX_RETENTION_DAYS,
+    MIN_RETENTION_DAYS,
+    RdsInstance,
+    RdsInstances,
+    RestoreWindow,
+)
 from bot.durations import format_duration, parse_time
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.arguments import Argument, Option
@@ -341,7 +347,7 @@ COMMANDS = (
     Command(
         words=("pitr",),
         procedure=PITR,
-        arguments=(Argument("TIME", "text", "ISO 8601 UTC time such as 2026-01-04T12:00:00Z, a time before now such as -2h, or latest"),),
+        arguments=(Argument("TIME", "time", "ISO 8601 UTC time such as 2026-01-04T12:00:00Z, a time before now such as -2h, or latest"),),
         options=(Option("--target-instance", "text", "the new instance's identifier (default: SOURCE-pitr-YYYYMMDDHHMM)", metavar="ID"),),
         examples=("/meridian pitr 2026-01-04T12:00:00Z", "/meridian pitr -30m --target-instance meridian-prod-restored"),
     ),

@@ -12,9 +12,19 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from bot.clients.backups_databases import RestoreServer, check_identifier, scratch_database_name
+from bot.clients.backups_databases import (
+    RestoreServer,
+    check_identifier,
+    scratch_database_name,
+)
 from bot.clients.backups_storage import BackupObject, BackupStorage
-from bot.clients.backups_table_copy import TableComparison, TableCopyOutcome, compare_and_copy, primary_key, table_columns
+from bot.clients.backups_table_copy import (
+    TableComparison,
+    TableCopyOutcome,
+    compare_and_copy,
+    primary_key,
+    table_columns,
+)
 from bot.clients.backups_targets import BackupTargets
 from bot.clients.pg_tools import run_pg_restore
 from bot.engine.approvals import ApprovalGate, Plan

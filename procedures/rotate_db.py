@@ -18,20 +18,26 @@ import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from bot.clients.secrets_db_roles import MAX_ROLE_NAME_LENGTH, ApiRoles, RoleFacts, url_user, url_with_credentials
+from bot.clients.secrets_db_roles import (
+    MAX_ROLE_NAME_LENGTH,
+    ApiRoles,
+    RoleFacts,
+    url_user,
+    url_with_credentials,
+)
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.engine.procedure import Level, Procedure, Risk, Step, StepResult
 from bot.errors import BotError, Refused, TargetRejected
 from procedures.deployments import cluster_or_refuse
 from procedures.rotate_common import (
+    HEX_32,
     SECTION,
     STEP_TIMEOUT_SECONDS,
     ensure_same_objects,
     follow_restart,
     generate_value,
-    HEX_32,
     read_api_secret,
     require_keys,
     restart_deployment,
@@ -48,7 +54,7 @@ _NEW_PASSWORDS: dict[str, str] = {}
 
 def _roles(ctx: StepContext) -> ApiRoles:
     if ctx.settings.database_url is None:
-        raise StepSkipped("not configured (set DATABASE_URL, the bot's own database role)")
+        raise NotConfigured("not configured (set DATABASE_URL, the bot's own database role)")
     return ApiRoles(dsn=ctx.settings.database_url, timeout=DATABASE_TIMEOUT_SECONDS)
 
 

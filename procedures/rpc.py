@@ -18,7 +18,7 @@ from bot.clients.kubernetes.env import EnvSetting, read_env, set_env_patch
 from bot.durations import format_duration
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.catalog import Command
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext
 from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.errors import Refused, TargetError
 from procedures.deployments import cluster_or_refuse
@@ -54,7 +54,7 @@ def _endpoint_step(attribute: str, variable: str) -> StepFunction:
     async def check(ctx: StepContext) -> StepResult:
         rpc = getattr(ctx.targets, attribute)
         if rpc is None:
-            raise StepSkipped(f"not configured (set {variable})")
+            raise NotConfigured(f"not configured (set {variable})")
         try:
             return await check_endpoint(rpc)
         except TargetError as error:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from bot.durations import parse_duration
+from bot.durations import parse_duration, parse_time
 from bot.engine.patterns import check_pattern
 from bot.errors import UsageError
 
@@ -40,6 +41,16 @@ def _seconds(text: str) -> float:
     return parse_duration(text).total_seconds()
 
 
+def _point_in_time(text: str) -> str:
+    """Return `latest`, or the time as absolute ISO 8601 UTC, so `-2h` means the same at approval."""
+    if text.strip().lower() == "latest":
+        return "latest"
+    moment = parse_time(text)
+    if moment > datetime.now(UTC):
+        raise UsageError(f"`{text}` is in the future.", hint="Give a time before now, such as `-2h`, or `latest`.")
+    return moment.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # Parsed values are JSON types, so a run's arguments are stored and digested as they are:
 # durations become seconds, regular expressions stay text (checked here, compiled where used).
 KINDS: dict[str, Callable[[str], Any]] = {
@@ -47,6 +58,7 @@ KINDS: dict[str, Callable[[str], Any]] = {
     "count": _positive_int,
     "number": _whole_number,
     "duration": _seconds,
+    "time": _point_in_time,
     "regex": check_pattern,
 }
 

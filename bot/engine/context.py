@@ -17,11 +17,19 @@ if TYPE_CHECKING:
 
 
 class StepSkipped(Exception):
-    """Raised by a step that cannot run (for example its target is not configured)."""
+    """Raised by a step that has nothing to do (already paused, no recent rollout)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class NotConfigured(StepSkipped):
+    """Raised by a step whose target is not configured.
+
+    A read-only run shows the step as skipped; a run that was meant to change something fails,
+    so a run that did nothing is never reported as finished.
+    """
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from bot.engine.approvals import ApprovalGate
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.engine.context import StepContext

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.audit import AuditEntry
 from bot.engine.catalog import Catalog, Invocation
-from bot.engine.context import StepContext, StepSkipped
+from bot.engine.context import NotConfigured, StepContext, StepSkipped
 from bot.engine.policy import Policy, role_to_request
-from bot.engine.procedure import Level, Parallel, Procedure, Step, StepResult
+from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.engine.run import Run, RunState, StepRecord, StepState, utcnow
 from bot.engine.view import RunView
 from bot.errors import BotError
@@ -266,7 +266,13 @@ class Engine:
         try:
             outcome = await asyncio.wait_for(step.run(step_context), timeout=step.timeout)
         except StepSkipped as skipped:
-            record.state = StepState.SKIPPED
+            # A missing target fails a run that was meant to change something: it did nothing.
+            run_meant_to_change = run.risk is not Risk.READ
+            if isinstance(skipped, NotConfigured) and run_meant_to_change:
+                record.state = StepState.FAILED
+                record.level = Level.CRITICAL
+            else:
+                record.state = StepState.SKIPPED
             record.summary = skipped.reason
         except TimeoutError:
             record.state = StepState.FAILED
@@ -310,6 +316,13 @@ class Engine:
         self.view.card_changed(run, procedure)
         try:
             plan, digest = await self.read_plan(run, procedure, gate)
+        except NotConfigured as missing:
+            record.state = StepState.FAILED
+            record.summary = missing.reason
+            record.finished_at = utcnow()
+            self._skip_pending(run, "skipped because a target is not configured")
+            await self.finish(run, procedure, RunState.FAILED, outcome=f"not configured: {missing.reason}")
+            return
         except StepSkipped as skipped:
             # The plan found nothing to do (no recent rollout, already paused): a finding, not a failure.
             record.state = StepState.SKIPPED

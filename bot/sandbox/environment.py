@@ -20,6 +20,7 @@ from bot.sandbox.fakes.ethereum_rpc import FakeEthereumRpc
 from bot.sandbox.fakes.frontend import FakeFrontend
 from bot.sandbox.fakes.kubernetes import FakeKubernetes
 from bot.sandbox.fakes.meridian_api import FakeMeridianApi
+from bot.sandbox.fakes.pagerduty import FakePagerDuty
 from bot.sandbox.meridian_schema import ApiSessions
 from bot.sandbox.slack.driver import Delivery, SlackDriver
 from bot.sandbox.slack.records import Message
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SIGNING_SECRET = "sandbox-signing-secret"
 METRICS_TOKEN = "sandbox-metrics-token"
+PAGERDUTY_ROUTING_KEY = "sandbox-routing-key"
 OPS_CHANNEL = "C0OPS"
 INCIDENT_CHANNEL = "C0INCIDENT"
 
@@ -103,6 +105,7 @@ class Sandbox:
     rpc: FakeEthereumRpc = field(init=False)
     backup_rpc: FakeEthereumRpc = field(init=False)
     kubernetes: FakeKubernetes = field(init=False)
+    pagerduty: FakePagerDuty = field(init=False)
     runtime: Runtime = field(init=False)
     driver: SlackDriver = field(init=False)
     settings: Settings = field(init=False)
@@ -116,10 +119,11 @@ class Sandbox:
         self.rpc = FakeEthereumRpc()
         self.backup_rpc = FakeEthereumRpc(start_block=19_000_000)
         self.kubernetes = FakeKubernetes()
+        self.pagerduty = FakePagerDuty()
         self._started: list[Any] = []
         servers = [self.slack]
         if self.use_fake_targets:
-            servers += [self.api, self.frontend, self.rpc, self.backup_rpc, self.kubernetes]
+            servers += [self.api, self.frontend, self.rpc, self.backup_rpc, self.kubernetes, self.pagerduty]
         for server in servers:
             await server.start()
             self._started.append(server)
@@ -139,10 +143,12 @@ class Sandbox:
             "operators": [self.users.operator],
             "approvers": [self.users.approver, self.users.second_approver],
             "admins": [self.users.admin],
-            "pagerduty_events_url": self.slack.base_url.replace("/api/", "/pagerduty"),
+            "pagerduty_events_url": self.slack.base_url.replace("/api/", "/pagerduty-not-running"),
         }
         if self.use_fake_targets:
             values.update(
+                pagerduty_events_url=self.pagerduty.events_url,
+                pagerduty_routing_key=PAGERDUTY_ROUTING_KEY,
                 meridian_api_url=self.api.base_url,
                 meridian_frontend_url=self.frontend.base_url,
                 metrics_token=METRICS_TOKEN,

@@ -9,7 +9,7 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engine.procedure import Procedure, Risk
+from bot.engine.procedure import Level, Procedure, Risk
 from bot.engine.run import Run
 from bot.errors import Refused
 from bot.observability.metrics import BotMetrics
@@ -178,6 +178,11 @@ class SlackRunView:
         if run.channel_id == self._incident_channel and event not in ("interrupted",):
             return  # the card itself is in the incident channel
 
+        critical = [record for record in run.steps if record.level is Level.CRITICAL]
+        ended_with_problems = event == "completed" and bool(critical)
+        if ended_with_problems:
+            # A run that ended with problems must not read as a plain success in the channel.
+            template = ":warning: {title} `{run}` finished with {findings}: "
         needed = run.risk.approvals_needed
         text = template.format(
             title=escape(procedure.title),
@@ -187,7 +192,11 @@ class SlackRunView:
             approvals=f"{needed} approval{'s' if needed > 1 else ''}",
             approvers=", ".join(mention(user) for user in run.approvals) or "approvers",
             decider=mention(run.decided_by) if run.decided_by else "someone",
+            findings=f"{len(critical)} critical finding{'s' if len(critical) > 1 else ''}",
         )
+        if ended_with_problems:
+            first = critical[0]
+            text += f"{escape(first.title)}: {escape(truncate(first.summary or '', 300))}."
         permalink = await self._permalink(run) if run.message_ts else None
         if permalink:
             text += f" <{permalink}|Open the run card>"

@@ -89,7 +89,17 @@ async def test_snapshot_created(bot: Sandbox, aws: Aws) -> None:
     assert f"snapshot {snapshots[0]['DBSnapshotIdentifier']} is available" in await step_summary(bot, run_id, "snapshot")
 
 
-@pytest.mark.parametrize("time_text", ["-2d", "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z"])
+async def test_pitr_future_time_is_usage_error(bot: Sandbox, aws: Aws) -> None:
+    before = instance_ids(aws)
+
+    outcome = await bot.command("pitr 2099-01-01T00:00:00Z")
+
+    assert outcome.reply_text.startswith("TIME: `2099-01-01T00:00:00Z` is in the future.")
+    assert outcome.cards == []
+    assert instance_ids(aws) == before
+
+
+@pytest.mark.parametrize("time_text", ["-2d", "2020-01-01T00:00:00Z"])
 async def test_pitr_outside_window_rejected(bot: Sandbox, aws: Aws, time_text: str) -> None:
     before = instance_ids(aws)
 

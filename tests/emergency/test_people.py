@@ -87,7 +87,9 @@ async def test_page_rejects_unknown_severity(bot: Sandbox, pagerduty: FakePagerD
     assert pagerduty.events == []
 
 
-async def test_page_without_pagerduty_is_refused(sandbox: Sandbox) -> None:
+async def test_page_without_pagerduty_is_refused(no_database_sandbox: Sandbox) -> None:
+    sandbox = no_database_sandbox
+    sandbox.runtime.targets.backups.pagerduty = None  # as when PAGERDUTY_ROUTING_KEY is not set
     outcome = await sandbox.command('page "API down"')
 
     assert await run_state(sandbox) == "failed"
