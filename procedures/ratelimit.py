@@ -26,7 +26,7 @@ from bot.durations import format_duration
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.arguments import Argument, Option
 from bot.engine.catalog import Command
-from bot.engine.context import NotConfigured, StepContext
+from bot.engine.context import NotConfigured, StepContext, StepSkipped
 from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.errors import Refused, UsageError
 from procedures.deployments import cluster_or_refuse, cluster_or_skip
@@ -252,7 +252,7 @@ def previous_entry(deployment: Deployment) -> dict[str, Any] | None:
     """
     recorded = deployment.annotations.get(PREVIOUS_ANNOTATION)
     if recorded is None:
-        raise Refused(f"{deployment.namespace}/{deployment.name} has no temporary rate-limit increase to restore.")
+        raise StepSkipped(f"{deployment.namespace}/{deployment.name} has no temporary rate-limit increase to restore")
     try:
         entry = json.loads(recorded)
     except ValueError as error:

@@ -18,7 +18,7 @@ from bot.clients.kubernetes.env import EnvSetting, read_env, set_env_patch
 from bot.durations import format_duration
 from bot.engine.approvals import ApprovalGate, Plan
 from bot.engine.catalog import Command
-from bot.engine.context import NotConfigured, StepContext
+from bot.engine.context import NotConfigured, StepContext, StepSkipped
 from bot.engine.procedure import Level, Parallel, Procedure, Risk, Step, StepResult
 from bot.errors import Refused, TargetError
 from procedures.deployments import cluster_or_refuse
@@ -135,7 +135,7 @@ async def _switch_state(ctx: StepContext, endpoint: str) -> tuple[Deployment, En
         raise Refused(f"{deployment.namespace}/{deployment.name} is paused, so a new ETHEREUM_RPC_URL would not roll out.", hint="Resume the deployment first.")
     setting = read_env(deployment, RPC_VARIABLE)
     if setting.value == target_url:
-        raise Refused(f"{deployment.namespace}/{deployment.name} already uses the {endpoint} endpoint ({endpoint_host(target_url)}); nothing to change.")
+        raise StepSkipped(f"{deployment.namespace}/{deployment.name} already uses the {endpoint} endpoint ({endpoint_host(target_url)}), so there is nothing to change")
     return deployment, setting, target_url, other
 
 

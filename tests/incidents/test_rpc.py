@@ -90,6 +90,7 @@ async def test_switch_to_backup_and_back(live_chain: str) -> None:
         await sandbox.command("rpc switch-to-backup")
         again = await latest_run(sandbox)
         assert "already uses the backup endpoint" in card_text(sandbox, again.id)
+        assert again.state.value == "completed", "switching to where it already is, is a no-op"
 
         await sandbox.rpc.set_mode("healthy")
         await sandbox.command("rpc switch-to-primary")
