@@ -109,7 +109,7 @@ class Runtime:
         if settings.incident_channel:
             targets.backups.incident = SlackIncidentNotifier(client, channel=settings.incident_channel)
         backup_schedule = BackupSchedule(
-            cron=settings.backup_verify_schedule, rpo=settings.rpo, targets=targets.backups, clock=clock
+            cron=settings.backup_verify_schedule, rpo=settings.rpo, targets=targets.backups, clock=clock, store=store
         )
         # The health monitor is a leader job, so only one replica polls and posts.
         health_monitor = HealthMonitor(

@@ -1,10 +1,10 @@
 """The leader's backup jobs: the restore test on BACKUP_VERIFY_SCHEDULE, and the RPO watch.
 
-Upkeep awaits each job inside its tick, which also renews the run leases, so the restore
-test (minutes to hours) runs as a task of its own and the job only starts it. The watch
-posts to the incident channel when the RPO or the dump age passes its limit, and once more
-when it is back within it. Its state lives in the leader's memory: a new leader starts
-without it and posts again any limit that is still exceeded.
+The restore test (minutes to hours) runs as a task of its own and the job only starts it.
+When it last started is kept in the store, so a test that falls due while leadership moves to
+another replica still runs. The watch posts to the incident channel when the RPO or the dump
+age passes its limit, and once more when it is back within it. Its state lives in the
+leader's memory: a new leader starts without it and posts again any limit still exceeded.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from bot.clients.backups_targets import BackupTargets
 from bot.engine.upkeep import Job
 from bot.errors import BotError
 from bot.slack.mrkdwn import escape
+from bot.store.base import Store
 from procedures.backups import STATUS_TAGS_READ, Finding, evaluate_dump, evaluate_rpo
 from procedures.backups_common import record_good_dump
 from procedures.backups_verify import (
@@ -33,23 +34,31 @@ logger = logging.getLogger(__name__)
 # How often the leader looks at the clock for the cron schedule; the test starts at most this late.
 VERIFY_CHECK_INTERVAL_SECONDS = 60.0
 RPO_WATCH_INTERVAL_SECONDS = 300.0
+VERIFY_JOB = "backup-verify"
 _LABELS = {"rpo": "RPO", "dump": "Daily dump"}
 
 
 class BackupSchedule:
-    def __init__(self, *, cron: str, rpo: timedelta, targets: BackupTargets, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        cron: str,
+        rpo: timedelta,
+        targets: BackupTargets,
+        clock: Callable[[], float],
+        store: Store,
+    ) -> None:
         self._cron = cron
         self._rpo = rpo
         self._targets = targets
         self._clock = clock
-        # TODO: keep the last test time in the store, so a test due during a leader change still runs.
-        self._next_verify: float | None = None
+        self._store = store
         self._verify_task: asyncio.Task[RestoreTestResult] | None = None
         self._exceeded: dict[str, bool] = {}
 
     def jobs(self) -> list[Job]:
         return [
-            Job("backup-verify", VERIFY_CHECK_INTERVAL_SECONDS, self.verify_if_due),
+            Job(VERIFY_JOB, VERIFY_CHECK_INTERVAL_SECONDS, self.verify_if_due),
             Job("backup-rpo-watch", RPO_WATCH_INTERVAL_SECONDS, self.watch),
         ]
 
@@ -62,13 +71,15 @@ class BackupSchedule:
         if self._targets.storage is None:
             return  # without BACKUP_BUCKET there is nothing to test
         now = self._clock()
-        if self._next_verify is None:
-            self._next_verify = self.next_verify_time(now)
-            logger.info("Next scheduled restore test at %s", datetime.fromtimestamp(self._next_verify, UTC).isoformat())
+        last = await self._store.last_job_run(VERIFY_JOB)
+        if last is None:
+            # The first check of a new deployment: the schedule counts from now.
+            await self._store.record_job_run(VERIFY_JOB, now)
+            logger.info("Next scheduled restore test at %s", datetime.fromtimestamp(self.next_verify_time(now), UTC).isoformat())
             return
-        if now < self._next_verify:
+        if now < self.next_verify_time(last):
             return
-        self._next_verify = self.next_verify_time(now)
+        await self._store.record_job_run(VERIFY_JOB, now)
         self.start_verify()
 
     def start_verify(self) -> asyncio.Task[RestoreTestResult] | None:

@@ -101,6 +101,12 @@ class Store(Protocol):
 
     async def release_lease(self, name: str, owner: str) -> None: ...
 
+    async def last_job_run(self, job: str) -> float | None:
+        """Return when a scheduled job last ran (Unix seconds), whichever replica ran it."""
+        ...
+
+    async def record_job_run(self, job: str, at: float) -> None: ...
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=_encode, sort_keys=True)

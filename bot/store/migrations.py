@@ -80,4 +80,16 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX audit_run ON audit (run_id)",
         ),
     ),
+    (
+        3,
+        "when each scheduled job last ran",
+        (
+            """
+            CREATE TABLE schedule_runs (
+                job TEXT PRIMARY KEY,
+                last_run DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    ),
 )

@@ -296,3 +296,18 @@ class SqlStore:
     async def release_lease(self, name: str, owner: str) -> None:
         async with self._connection.session() as session:
             await session.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    # Scheduled jobs
+
+    async def last_job_run(self, job: str) -> float | None:
+        async with self._connection.session() as session:
+            rows = await session.fetch("SELECT last_run FROM schedule_runs WHERE job = ?", (job,))
+        return float(rows[0][0]) if rows else None
+
+    async def record_job_run(self, job: str, at: float) -> None:
+        async with self._connection.session() as session:
+            await session.execute(
+                "INSERT INTO schedule_runs (job, last_run) VALUES (?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET last_run = excluded.last_run",
+                (job, at),
+            )

@@ -12,6 +12,7 @@ import pytest
 from bot.clients.pg_tools import ArchiveInvalid, run_pg_restore
 from bot.sandbox.environment import Sandbox
 from bot.sandbox.fakes.pagerduty import FakePagerDuty
+from procedures.backups_schedule import BackupSchedule
 from procedures.backups_verify import pagerduty_dedup_key
 from tests.backups.conftest import (
     PREFIX,
@@ -168,9 +169,8 @@ async def test_scheduled_verify_runs_when_due(bot: Sandbox, aws: Aws, pagerduty:
     due = schedule.next_verify_time(time.time())
     clock = iter([due - 60, due - 1, due + 1])
     schedule._clock = lambda: next(clock)  # noqa: SLF001
-    schedule._next_verify = None  # noqa: SLF001
 
-    await schedule.verify_if_due()  # learns the next due time
+    await schedule.verify_if_due()  # records when the schedule starts counting
     await schedule.verify_if_due()  # not due yet
     assert schedule._verify_task is None or schedule._verify_task.done()  # noqa: SLF001
     await schedule.verify_if_due()  # due
@@ -221,3 +221,25 @@ async def test_dump_watch_flags_overdue(bot: Sandbox, aws: Aws) -> None:
     assert posts[0].startswith("✅ *Daily dump back within its limit*: newest good dump meridian_full_")
     assert posts[1].startswith("🔴 *Daily dump limit exceeded*: dump overdue: newest good dump meridian_full_")
     assert "overdue after 1d 2h" in posts[1]
+
+
+async def test_new_leader_runs_missed_verify(bot: Sandbox, aws: Aws, pagerduty: FakePagerDuty) -> None:
+    await make_backup(bot, aws)
+    due = bot.runtime.backup_schedule.next_verify_time(time.time())
+    # The previous leader last checked an hour before the test fell due, then died.
+    await bot.runtime.store.record_job_run("backup-verify", due - 3600)
+    successor = BackupSchedule(
+        cron=bot.settings.backup_verify_schedule,
+        rpo=bot.settings.rpo,
+        targets=bot.runtime.targets.backups,
+        clock=lambda: due + 120,
+        store=bot.runtime.store,
+    )
+
+    await successor.verify_if_due()
+
+    task = successor._verify_task  # noqa: SLF001
+    assert task is not None, "the test that fell due during the change runs"
+    result = await task
+    assert result.passed, result.problems
+    assert await bot.runtime.store.last_job_run("backup-verify") == due + 120

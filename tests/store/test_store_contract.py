@@ -587,3 +587,20 @@ async def test_lease_concurrent_acquisition_one_winner(store: Store) -> None:
     results = await asyncio.gather(*attempts)
 
     assert results.count(True) == 1
+
+
+async def test_job_runs_recorded_per_job(state_url: str) -> None:
+    from bot.store import open_store_for
+
+    store = open_store_for(state_url)
+    await store.open()
+    try:
+        assert await store.last_job_run("backup-verify") is None
+        await store.record_job_run("backup-verify", 1_000.5)
+        await store.record_job_run("backup-verify", 2_000.25)
+        await store.record_job_run("other", 5.0)
+
+        assert await store.last_job_run("backup-verify") == 2_000.25
+        assert await store.last_job_run("other") == 5.0
+    finally:
+        await store.close()
