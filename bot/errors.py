@@ -59,7 +59,7 @@ class TargetUnavailable(TargetError):
 
 
 class TargetTimeout(TargetUnavailable):
-    """The target did not answer within its timeout."""
+    """The target did not respond within its timeout."""
 
 
 class TargetRejected(TargetError):
@@ -67,4 +67,4 @@ class TargetRejected(TargetError):
 
 
 class TargetResponseInvalid(TargetError):
-    """The target answered with something the bot cannot read."""
+    """The target returned a response the bot cannot read."""

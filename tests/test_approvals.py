@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.engine.runner import EngineTiming
-from bot.sandbox.environment import INCIDENT_CHANNEL, OPS_CHANNEL, Sandbox
+from bot.sandbox.environment import INCIDENT_CHANNEL, Sandbox
 from bot.sandbox.slack.records import Message
 from bot.sandbox.text_render import message_text
 from tests import approval_procedures

@@ -31,7 +31,7 @@ async def test_progress_updates_coalesced(no_database_sandbox: Sandbox) -> None:
     # About 1.5 s of progress at one update a second per card, plus the final state.
     assert 1 <= len(updates) <= 4, [call.params.get("text") for call in updates]
     assert "all 200 pods ready" in outcome.card_text
-    gaps = [later.at - earlier.at for earlier, later in zip(updates, updates[1:])]
+    gaps = [later.at - earlier.at for earlier, later in zip(updates, updates[1:], strict=False)]
     assert all(gap >= 0.9 for gap in gaps), gaps
 
 

@@ -1,4 +1,4 @@
-"""What a step receives: its run, the parsed arguments, the targets and a way to report progress."""
+"""The context a step runs in: its run, the parsed arguments, the targets and progress reports."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ class Risk(StrEnum):
 
 
 class Level(StrEnum):
-    """How a step's finding reads: fine, worth a look, or a problem."""
+    """Severity of a step's finding: fine, worth a look, or a problem."""
 
     OK = "ok"
     INFO = "info"
@@ -37,7 +37,7 @@ class Level(StrEnum):
 
 @dataclass(frozen=True)
 class StepResult:
-    """What a step found: one line for the checklist and optional detail for the thread."""
+    """A step's finding: one line for the checklist and optional detail for the thread."""
 
     summary: str
     level: Level = Level.OK

@@ -110,10 +110,6 @@ class Run:
             dry_run=dry_run,
         )
 
-    @property
-    def approvals_complete(self) -> bool:
-        return len(set(self.approvals)) >= self.risk.approvals_needed
-
     def step(self, name: str) -> StepRecord:
         return next(record for record in self.steps if record.name == name)
 

@@ -195,9 +195,8 @@ class Engine:
 
             stage = procedure.stages[index]
             if isinstance(stage, ApprovalGate):
-                if run.plan is not None and run.approvals_complete:
-                    run.next_stage = index + 1
-                    continue
+                # An approved run resumes after its gate (decisions set next_stage), so reaching
+                # a gate here always means asking for approval.
                 await self._reach_gate(run, procedure, stage)
                 return
 

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BotIdentity:
-    """Who the bot is in the workspace, learned once at start-up through auth.test."""
+    """The bot's identity in the workspace, learned once at start-up through auth.test."""
 
     team_id: str
     user_id: str

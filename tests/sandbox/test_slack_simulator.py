@@ -16,7 +16,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.sandbox.slack import FakeSlack, Message, SlackDriver, sign
+from bot.sandbox.slack import FakeSlack, SlackDriver, sign
 from bot.sandbox.slack.limits import MAX_TOTAL_BLOCK_TEXT
 
 SIGNING_SECRET = "sandbox-signing-secret"
